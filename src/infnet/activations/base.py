@@ -1,0 +1,231 @@
+"""The Activation value: an elementwise function with its infinite-width kernel maps.
+
+Everything generic lives here once: argument checking, closed form or quadrature, duals.
+A catalog entry only supplies the math (see ``catalog``).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from . import quadrature
+
+Tensor = torch.Tensor
+KernelFn = Callable[..., tuple[Tensor, Tensor]]
+
+#: relative slack allowed for |c| > sqrt(q1 q2) from rounding before it is an error
+_CORR_SLACK = 1e-9
+
+
+class KernelOverflowError(ArithmeticError):
+    """An activation's kernel is infinite or undefined at the given variances."""
+
+
+@dataclass(frozen=True)
+class Activation:
+    """An elementwise activation phi with its NNGP and NTK maps.
+
+    Parameters
+    ----------
+    fn : callable
+        ``fn(x, **params)`` on torch tensors, elementwise and torch-traceable.
+    name : str
+        Catalog or user name.
+    params : mapping
+        Parameter values passed to ``fn`` (and to ``closed_form``).
+    kinks : sequence of float
+        Points where phi or phi' is not smooth (jumps of phi' or of phi itself).
+    jumps : bool
+        True when phi itself is discontinuous at a kink (step, sign): then phi' holds a Dirac
+        mass and Kdot needs a closed form.
+    closed_form : callable, optional
+        ``closed_form(q1, q2, c, **params) -> (K, Kdot)``; the quadrature is used otherwise.
+    derivative : callable, optional
+        ``derivative(x, **params)``; autograd of ``fn`` when absent.
+    """
+
+    fn: Callable[..., Tensor]
+    name: str = "custom"
+    params: Mapping[str, Any] = field(default_factory=dict)
+    kinks: tuple[float, ...] = ()
+    jumps: bool = False
+    closed_form: KernelFn | None = None
+    derivative_fn: Callable[..., Tensor] | None = None
+    formula: str = ""
+    source: str = ""
+    domain: tuple[float, float] | None = None  # largest variance for which the kernel is finite
+
+    # ---- the function -------------------------------------------------------------------
+    def __call__(self, x: Tensor) -> Tensor:
+        return self.fn(x, **self.params)
+
+    def derivative(self, x: Tensor) -> Tensor:
+        """phi'(x): the given derivative, else autograd (a kink gets a one-sided value)."""
+        if self.derivative_fn is not None:
+            return self.derivative_fn(x, **self.params)
+        with torch.enable_grad():
+            x = x.detach().requires_grad_(True)
+            y = self.fn(x, **self.params)
+            (g,) = torch.autograd.grad(y.sum(), x, allow_unused=True)
+        return torch.zeros_like(x) if g is None else g
+
+    @property
+    def is_closed_form(self) -> bool:
+        return self.closed_form is not None
+
+    # ---- kernel maps ----------------------------------------------------------------------
+    def kernel(self, q1, q2, c) -> tuple[Tensor, Tensor]:
+        """(K, Kdot) = (E[phi(u) phi(v)], E[phi'(u) phi'(v)]) for (u, v) ~ N(0, [[q1, c], [c, q2]]).
+
+        Broadcasting float64 tensors (numbers are accepted); closed form where the catalog has
+        one, otherwise polar quadrature split at the kinks (REFERENCES.md section 3).
+        """
+        q1, q2, c = _check_moments(q1, q2, c)
+        if self.closed_form is not None:
+            K, Kdot = self.closed_form(q1, q2, c, **self.params)
+            K, Kdot = torch.broadcast_tensors(K, Kdot, c)[:2]
+        else:
+            K, Kdot = self.numerical_kernel(q1, q2, c)
+        return self._checked(K, Kdot, q1, q2)
+
+    def numerical_kernel(self, q1, q2, c, nodes_angle: int | None = None,
+                         nodes_radius: int | None = None) -> tuple[Tensor, Tensor]:
+        """(K, Kdot) by quadrature, whether or not a closed form exists (for checks)."""
+        q1, q2, c = _check_moments(q1, q2, c)
+        if self.jumps:
+            raise NotImplementedError(
+                f"activation {self.name!r} is discontinuous at {list(self.kinks)}: its derivative "
+                "holds a Dirac mass, so Kdot needs a closed form; give closed_form=... or use a "
+                "continuous activation")
+        K, Kdot = quadrature.gaussian_expectation(
+            [(self, self), (self.derivative, self.derivative)], q1, q2, c, self.kinks,
+            **_nodes(nodes_angle, nodes_radius))
+        return K, Kdot
+
+    def variance_map(self, q) -> Tensor:
+        """Q(q) = E[phi(sqrt(q) z)^2], the diagonal of the NNGP map (1-D quadrature)."""
+        q = torch.as_tensor(q, dtype=torch.float64)
+        if self.closed_form is not None:
+            return self.kernel(q, q, q)[0]
+        return quadrature.gaussian_expectation_1d(
+            lambda x: self(x) ** 2, q, self.kinks).reshape(q.shape)
+
+    def _checked(self, K: Tensor, Kdot: Tensor, q1: Tensor, q2: Tensor):
+        bad = ~(torch.isfinite(K) & torch.isfinite(Kdot))
+        if bool(bad.any()):
+            on_diag = bool(torch.isinf(Kdot[bad]).all()) and self.jumps
+            where = (f"q1={float(q1.broadcast_to(K.shape)[bad][0]):.6g}, "
+                     f"q2={float(q2.broadcast_to(K.shape)[bad][0]):.6g}")
+            if on_diag:
+                raise KernelOverflowError(
+                    f"Kdot of {self.name!r} is infinite at correlation +-1 ({where}): its "
+                    "derivative is a Dirac mass, so the NTK diagonal diverges. Use the NNGP, or a "
+                    "smooth version (erf for sign, sigmoid for step).")
+            raise KernelOverflowError(
+                f"the kernel of {self.name!r} is not finite at {where}"
+                + (f"; it is finite only for variances below {self.domain[1]:.6g}"
+                   if self.domain else "")
+                + ". Lower w_std/b_std or the input scale.")
+        return K, Kdot
+
+    # ---- normalized dual --------------------------------------------------------------------
+    def dual(self, rho) -> Tensor:
+        """Normalized dual (Daniely et al. 2016): E[phi(u) phi(v)] / E[phi(z)^2] at unit variance."""
+        rho = _as_rho(rho)
+        one = torch.ones((), dtype=rho.dtype, device=rho.device)
+        K, _ = self.kernel(one, one, rho)
+        return K / self._norm2(one)
+
+    def dual_derivative(self, rho) -> Tensor:
+        """d dual / d rho = E[phi'(u) phi'(v)] / E[phi(z)^2] (Price's theorem)."""
+        rho = _as_rho(rho)
+        one = torch.ones((), dtype=rho.dtype, device=rho.device)
+        _, Kdot = self.kernel(one, one, rho)
+        return Kdot / self._norm2(one)
+
+    def _norm2(self, one: Tensor) -> Tensor:
+        n2 = self.kernel(one, one, one)[0]
+        if not float(n2) > 0:
+            raise ValueError(f"activation {self.name!r} has E[phi(z)^2] = 0: no normalized dual")
+        return n2
+
+    # ---- variants ---------------------------------------------------------------------------
+    def with_params(self, **params) -> Activation:
+        from .catalog import activation  # rebuild through the catalog so kinks follow params
+
+        return activation(self.name, **{**self.params, **params})
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self.params.items())
+        return f"Activation({self.name}{', ' + args if args else ''})"
+
+
+def _nodes(nodes_angle, nodes_radius) -> dict:
+    return {"nodes_angle": nodes_angle or quadrature.NODES_ANGLE,
+            "nodes_radius": nodes_radius or quadrature.NODES_RADIUS}
+
+
+def _as_rho(rho) -> Tensor:
+    rho = torch.as_tensor(rho, dtype=torch.float64) if not torch.is_tensor(rho) else rho
+    if not torch.is_floating_point(rho):
+        rho = rho.to(torch.float64)
+    if bool((~torch.isfinite(rho)).any()):
+        raise ValueError("rho contains NaN or inf")
+    if bool((rho.abs() > 1 + _CORR_SLACK).any()):
+        raise ValueError(f"correlations must lie in [-1, 1]; got max |rho| = "
+                         f"{float(rho.abs().max()):.6g}")
+    return rho.clamp(-1.0, 1.0)
+
+
+def _check_moments(q1, q2, c) -> tuple[Tensor, Tensor, Tensor]:
+    """Float tensors with q >= 0 and |c| <= sqrt(q1 q2) (rounding clamped, violations raised)."""
+    ref = next((t for t in (c, q1, q2) if torch.is_tensor(t)), None)
+    dtype = ref.dtype if ref is not None and torch.is_floating_point(ref) else torch.float64
+    device = ref.device if ref is not None else None
+    q1, q2, c = (torch.as_tensor(t, dtype=dtype, device=device) for t in (q1, q2, c))
+    for name, t in (("q1", q1), ("q2", q2), ("c", c)):
+        if bool((~torch.isfinite(t)).any()):
+            raise ValueError(f"{name} contains NaN or inf; check the inputs and the layer variances")
+    if bool((q1 < 0).any()) or bool((q2 < 0).any()):
+        raise ValueError("variances q1, q2 must be >= 0")
+    bound = (q1 * q2).sqrt()
+    if bool((c.abs() > bound * (1 + _CORR_SLACK) + 1e-300).any()):
+        raise ValueError("|c| > sqrt(q1 q2): (q1, q2, c) is not a covariance matrix")
+    c = torch.maximum(torch.minimum(c, bound), -bound)
+    return q1, q2, c
+
+
+def corr_angle(q1: Tensor, q2: Tensor, c: Tensor) -> tuple[Tensor, Tensor]:
+    """(sqrt(q1 q2 - c^2), theta): theta = arccos(c / sqrt(q1 q2)) via atan2, exact at rho = +-1."""
+    s = (q1 * q2 - c * c).clamp(min=0.0).sqrt()
+    return s, torch.atan2(s, c)
+
+
+def from_function(fn: Callable[[Tensor], Tensor], *, kinks: Sequence[float] = (),
+                  name: str | None = None, jumps: bool = False,
+                  derivative: Callable[[Tensor], Tensor] | None = None,
+                  kernel: KernelFn | None = None, formula: str = "", source: str = "user",
+                  ) -> Activation:
+    """An Activation from a user's torch function; it gets every generic capability."""
+    if not callable(fn):
+        raise TypeError(f"expected a callable activation, got {type(fn).__name__}")
+    probe = torch.linspace(-3, 3, 7, dtype=torch.float64)
+    try:
+        out = fn(probe)
+    except Exception as err:  # pragma: no cover - message path
+        raise TypeError(f"the activation function failed on a float64 tensor: {err}") from err
+    if not torch.is_tensor(out) or out.shape != probe.shape:
+        raise TypeError("the activation must map a tensor elementwise to a tensor of its shape")
+    kinks = tuple(sorted(float(k) for k in kinks))
+    if any(not math.isfinite(k) for k in kinks):
+        raise ValueError("kinks must be finite numbers")
+    return Activation(
+        fn=lambda x, **_: fn(x), name=name or getattr(fn, "__name__", "custom"), kinks=kinks,
+        jumps=jumps, closed_form=(lambda q1, q2, c, **_: kernel(q1, q2, c)) if kernel else None,
+        derivative_fn=(lambda x, **_: derivative(x)) if derivative else None,
+        formula=formula, source=source)

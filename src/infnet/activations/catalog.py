@@ -1,0 +1,119 @@
+"""The activation catalog: a registry of entries and the lookup ``activation(name, **params)``.
+
+An entry is a few lines (formula, parameters with their paper's defaults, source, kinks, closed
+form if one exists); see ``entries.py``. Nothing downstream special-cases a name.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from .base import Activation, from_function
+
+
+@dataclass(frozen=True)
+class Entry:
+    name: str
+    fn: Callable[..., Any]
+    formula: str
+    source: str
+    defaults: Mapping[str, Any] = field(default_factory=dict)
+    kinks: tuple[float, ...] | Callable[..., tuple[float, ...]] = ()
+    jumps: bool = False
+    closed_form: Callable[..., Any] | None = None
+    #: predicate on the parameters: is the closed form valid for them (default: always)
+    closed_when: Callable[..., bool] | None = None
+    derivative: Callable[..., Any] | None = None
+    check: Callable[..., None] | None = None
+    aliases: tuple[str, ...] = ()
+    #: builds something other than a plain Activation (gated units); gets (entry, params)
+    factory: Callable[..., Activation] | None = None
+
+
+_REGISTRY: dict[str, Entry] = {}
+_ALIASES: dict[str, str] = {}
+
+
+def _key(name: str) -> str:
+    return name.strip().lower().replace("-", "_").replace(" ", "_")
+
+
+def register(name: str, fn: Callable[..., Any], *, formula: str, source: str, **kw) -> Entry:
+    """Add an entry to the catalog (used by the entry modules)."""
+    entry = Entry(name=name, fn=fn, formula=formula, source=source, **kw)
+    key = _key(name)
+    if key in _REGISTRY or key in _ALIASES:
+        raise ValueError(f"activation {name!r} is registered twice")
+    _REGISTRY[key] = entry
+    for alias in entry.aliases:
+        _ALIASES[_key(alias)] = key
+    return entry
+
+
+def list_activations() -> list[str]:
+    """Names of the catalog entries (aliases not repeated), sorted."""
+    _load()
+    return sorted(e.name for e in _REGISTRY.values())
+
+
+def entry(name: str) -> Entry:
+    """The catalog entry for ``name`` (or an alias); a clear error listing close matches."""
+    _load()
+    key = _key(name)
+    key = _ALIASES.get(key, key)
+    if key not in _REGISTRY:
+        names = list(_REGISTRY) + list(_ALIASES)
+        close = difflib.get_close_matches(key, names, n=5, cutoff=0.5)
+        hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+        raise KeyError(f"unknown activation {name!r}.{hint} "
+                       "infnet.list_activations() lists all; a function of your own works too: "
+                       "infnet.activation(fn, kinks=[...]).")
+    return _REGISTRY[key]
+
+
+def activation(name_or_fn, **params) -> Activation:
+    """An Activation by catalog name with parameters as keywords, or from a torch function.
+
+    ``activation("swish", beta=1.5)``; ``activation(my_fn, kinks=[0.0], name="mine")``.
+    """
+    if isinstance(name_or_fn, Activation):
+        return name_or_fn.with_params(**params) if params else name_or_fn
+    if callable(name_or_fn):
+        return from_function(name_or_fn, **params)
+    if not isinstance(name_or_fn, str):
+        raise TypeError(f"activation expects a name or a function, got {type(name_or_fn).__name__}")
+    e = entry(name_or_fn)
+    unknown = set(params) - set(e.defaults)
+    if unknown:
+        valid = ", ".join(e.defaults) or "none"
+        raise TypeError(f"activation {e.name!r} has no parameter {', '.join(sorted(unknown))}; "
+                        f"its parameters are: {valid}")
+    values = {**e.defaults, **params}
+    for k, v in values.items():
+        if isinstance(e.defaults[k], float) and isinstance(v, int) and not isinstance(v, bool):
+            values[k] = float(v)
+    if e.check is not None:
+        e.check(**values)
+    if e.factory is not None:
+        return e.factory(e, values)
+    kinks = e.kinks(**values) if callable(e.kinks) else e.kinks
+    closed = e.closed_form
+    if closed is not None and e.closed_when is not None and not e.closed_when(**values):
+        closed = None
+    return Activation(fn=e.fn, name=e.name, params=values,
+                      kinks=tuple(sorted(float(k) for k in kinks)), jumps=e.jumps,
+                      closed_form=closed, derivative_fn=e.derivative, formula=e.formula,
+                      source=e.source)
+
+
+_LOADED = False
+
+
+def _load() -> None:
+    global _LOADED
+    if not _LOADED:
+        _LOADED = True
+        from . import entries, entries_literature, gated  # noqa: F401  (register on import)

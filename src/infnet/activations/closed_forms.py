@@ -1,0 +1,162 @@
+"""Closed-form kernel maps (K, Kdot) as functions of (q1, q2, c); REFERENCES.md section 2.
+
+Each function takes broadcasting float tensors q1, q2, c with |c| <= sqrt(q1 q2) (checked by the
+caller) and the activation's parameters, and returns (E[phi(u)phi(v)], E[phi'(u)phi'(v)]).
+Angles come from atan2(sqrt(q1 q2 - c^2), c), which stays exact at rho = +-1.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+
+from .base import corr_angle
+
+Tensor = torch.Tensor
+PI = math.pi
+
+
+def piecewise_linear(q1, q2, c, *, neg: float, pos: float):
+    """phi = neg * min(x, 0) + pos * max(x, 0) (ReLU, leaky ReLU, abs, identity).
+
+    K = (a-b)^2/(2 pi) sqrt(q1 q2 - c^2) + [(a^2+b^2)/2 - (a-b)^2 theta/(2 pi)] c,
+    Kdot = (a^2+b^2)/2 - (a-b)^2 theta/(2 pi)   (Cho & Saul 2009, generalized).
+    """
+    s, theta = corr_angle(q1, q2, c)
+    d2 = (neg - pos) ** 2
+    kdot = (neg * neg + pos * pos) / 2 - d2 * theta / (2 * PI)
+    return d2 / (2 * PI) * s + kdot * c, kdot
+
+
+def arccos_kernel(q1, q2, c, *, n: int):
+    """phi = max(x, 0)^n, n = 0, 1, 2 (Cho & Saul 2009): K = (q1 q2)^(n/2) J_n(theta) / (2 pi),
+    Kdot = n^2 (q1 q2)^((n-1)/2) J_(n-1)(theta) / (2 pi); step's Kdot is Price's 1/(2 pi s)."""
+    s, theta = corr_angle(q1, q2, c)
+    j0 = (PI - theta) / (2 * PI)
+    j1 = (s + (PI - theta) * c) / (2 * PI)
+    if n == 0:
+        return j0, 1.0 / (2 * PI * s)
+    if n == 1:
+        return j1, j0
+    if n == 2:
+        return (3 * s * c + (PI - theta) * (q1 * q2 + 2 * c * c)) / (2 * PI), 4 * j1
+    raise ValueError("closed form only for n in {0, 1, 2}")
+
+
+def sign(q1, q2, c):
+    """phi = sign(x): K = (2/pi) arcsin(rho) = 1 - 2 theta / pi; Kdot = dK/dc = 2 / (pi s)
+    (Price's theorem; neural-tangents sets it to 0 instead)."""
+    s, theta = corr_angle(q1, q2, c)
+    return 1 - 2 * theta / PI, 2 / (PI * s)
+
+
+def erf(q1, q2, c, *, scale: float):
+    """phi = erf(b x) (Williams 1997): K = (2/pi) arcsin(2 b^2 c / sqrt((1+2b^2 q1)(1+2b^2 q2))),
+    Kdot = (4 b^2 / pi) / sqrt((1+2b^2 q1)(1+2b^2 q2) - 4 b^4 c^2)."""
+    b2 = scale * scale
+    p = (1 + 2 * b2 * q1) * (1 + 2 * b2 * q2)
+    k = 2 / PI * torch.asin((2 * b2 * c / p.sqrt()).clamp(-1.0, 1.0))
+    return k, 4 * b2 / PI / (p - 4 * b2 * b2 * c * c).sqrt()
+
+
+def gelu(q1, q2, c):
+    """phi = x Phi(x) (Tsuchida et al. 2020, arXiv 2002.08517), D = sqrt((1+q1)(1+q2) - c^2)."""
+    p = (1 + q1) * (1 + q2)
+    d2 = p - c * c
+    d = d2.sqrt()
+    at = torch.atan2(c, d)
+    k = c / 4 + ((c * c + q1 * q2 * d2) / (p * d) + c * at) / (2 * PI)
+    kdot = 0.25 + at / (2 * PI) + c / (2 * PI * d) * (1 / d2 + (1 - q1 * q2) / p + 1)
+    return k, kdot
+
+
+def sine(q1, q2, c, *, amplitude: float, frequency: float, phase: float):
+    """phi = a sin(b x + g), S = q1 + q2: K = (a^2/2)[e^{b^2(c - S/2)} - e^{-b^2(c + S/2)} cos 2g],
+    Kdot = (a^2 b^2 / 2)[e^{b^2(c - S/2)} + e^{-b^2(c + S/2)} cos 2g]."""
+    b2 = frequency * frequency
+    half = (q1 + q2) / 2
+    e_minus = torch.exp(b2 * (c - half))
+    e_plus = torch.exp(-b2 * (c + half)) * math.cos(2 * phase)
+    a2 = amplitude * amplitude / 2
+    return a2 * (e_minus - e_plus), a2 * b2 * (e_minus + e_plus)
+
+
+def exponential(q1, q2, c, *, amplitude: float, rate: float):
+    """phi = a exp(b x): K = a^2 exp(b^2 (S/2 + c)), Kdot = b^2 K."""
+    k = amplitude**2 * torch.exp(rate * rate * ((q1 + q2) / 2 + c))
+    return k, rate * rate * k
+
+
+def gaussian(q1, q2, c, *, amplitude: float, rate: float):
+    """phi = a exp(b x^2), finite for b < 1/(2 max q): K = a^2 det^(-1/2),
+    Kdot = 4 a^2 b^2 c det^(-3/2), det = (1 - 2b q1)(1 - 2b q2) - 4 b^2 c^2."""
+    det = (1 - 2 * rate * q1) * (1 - 2 * rate * q2) - 4 * rate * rate * c * c
+    ok = (det > 0) & (1 - 2 * rate * q1 > 0) & (1 - 2 * rate * q2 > 0)
+    det = torch.where(ok, det, torch.full_like(det, math.nan))
+    inv = det.rsqrt()
+    a2 = amplitude**2
+    k = torch.where(ok, a2 * inv, torch.full_like(det, math.inf))
+    return k, torch.where(ok, 4 * a2 * rate * rate * c * inv**3, torch.full_like(det, math.inf))
+
+
+def snake(q1, q2, c, *, a: float):
+    """phi = x + sin^2(a x)/a (Ziyin et al. 2020), k = 1/(2a), B = 2a, S = q1 + q2:
+    K = c + k^2 - k^2 (e^{-B^2 q1/2} + e^{-B^2 q2/2}) + (k^2/2)(e^{-B^2(S-2c)/2} + e^{-B^2(S+2c)/2}),
+    Kdot = 1 + (1/2)(e^{-B^2(S-2c)/2} - e^{-B^2(S+2c)/2})."""
+    k2 = 1 / (4 * a * a)
+    b2 = 4 * a * a
+    s = q1 + q2
+    em = torch.exp(-b2 * (s - 2 * c) / 2)
+    ep = torch.exp(-b2 * (s + 2 * c) / 2)
+    K = c + k2 - k2 * (torch.exp(-b2 * q1 / 2) + torch.exp(-b2 * q2 / 2)) + k2 / 2 * (em + ep)
+    return K, 1 + (em - ep) / 2
+
+
+def _double_factorial_odd(m: int) -> int:
+    """(m-1)!! for even m >= 0: E[z^m] of a standard normal."""
+    out = 1
+    for k in range(m - 1, 0, -2):
+        out *= k
+    return out
+
+
+def polynomial(q1, q2, c, *, coefficients: Sequence[float]):
+    """phi = sum_i p_i x^i, exactly, by Isserlis' theorem:
+    E[u^i v^j] = sum_k C(i,k) C(j,k) k! c^k (i-k-1)!! q1^((i-k)/2) (j-k-1)!! q2^((j-k)/2)."""
+    p = [float(x) for x in coefficients]
+    K = torch.zeros_like(c)
+    Kdot = torch.zeros_like(c)
+    for i, pi in enumerate(p):
+        for j, pj in enumerate(p):
+            if pi == 0 or pj == 0:
+                continue
+            for k in range(min(i, j) + 1):
+                if (i - k) % 2 or (j - k) % 2:
+                    continue
+                w = (math.comb(i, k) * math.comb(j, k) * math.factorial(k)
+                     * _double_factorial_odd(i - k) * _double_factorial_odd(j - k) * pi * pj)
+                moments = q1 ** ((i - k) // 2) * q2 ** ((j - k) // 2)
+                K = K + w * c**k * moments
+                if k:
+                    Kdot = Kdot + w * k * c ** (k - 1) * moments
+    return K, Kdot
+
+
+def hermite_coefficients(k: int) -> list[float]:
+    """Monomial coefficients of the normalized probabilists' Hermite h_k = He_k / sqrt(k!)."""
+    he = np.polynomial.hermite_e.herme2poly([0.0] * k + [1.0])
+    return list(he / math.sqrt(math.factorial(k)))
+
+
+def smoothed(base, noise_std: float):
+    """Gaussian smoothing is variance inflation: phi = E_e[psi(x + e)], e ~ N(0, s^2), has
+    K_phi(q1, q2, c) = K_psi(q1 + s^2, q2 + s^2, c), and the same for Kdot (REFERENCES.md 2)."""
+    s2 = noise_std * noise_std
+
+    def kernel(q1, q2, c, **params):
+        return base(q1 + s2, q2 + s2, c, **params)
+
+    return kernel

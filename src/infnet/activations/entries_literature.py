@@ -1,0 +1,1 @@
+"""Catalog entries: activations from recent literature (REFERENCES.md section 7)."""
