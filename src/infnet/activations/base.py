@@ -6,6 +6,7 @@ A catalog entry only supplies the math (see ``catalog``).
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -59,20 +60,24 @@ class Activation:
     formula: str = ""
     source: str = ""
     domain: tuple[float, float] | None = None  # largest variance for which the kernel is finite
+    gain: float = 1.0  # the activation is gain * fn; kernels scale by gain^2
 
     # ---- the function -------------------------------------------------------------------
     def __call__(self, x: Tensor) -> Tensor:
-        return self.fn(x, **self.params)
+        y = self.fn(x, **self.params)
+        return y if self.gain == 1.0 else self.gain * y
 
     def derivative(self, x: Tensor) -> Tensor:
         """phi'(x): the given derivative, else autograd (a kink gets a one-sided value)."""
         if self.derivative_fn is not None:
-            return self.derivative_fn(x, **self.params)
-        with torch.enable_grad():
-            x = x.detach().requires_grad_(True)
-            y = self.fn(x, **self.params)
-            (g,) = torch.autograd.grad(y.sum(), x, allow_unused=True)
-        return torch.zeros_like(x) if g is None else g
+            g = self.derivative_fn(x, **self.params)
+        else:
+            with torch.enable_grad():
+                x = x.detach().requires_grad_(True)
+                y = self.fn(x, **self.params)
+                (g,) = torch.autograd.grad(y.sum(), x, allow_unused=True)
+            g = torch.zeros_like(x) if g is None else g
+        return g if self.gain == 1.0 else self.gain * g
 
     @property
     def is_closed_form(self) -> bool:
@@ -89,6 +94,8 @@ class Activation:
         if self.closed_form is not None:
             K, Kdot = self.closed_form(q1, q2, c, **self.params)
             K, Kdot = torch.broadcast_tensors(K, Kdot, c)[:2]
+            if self.gain != 1.0:
+                K, Kdot = self.gain**2 * K, self.gain**2 * Kdot
         else:
             K, Kdot = self.numerical_kernel(q1, q2, c)
         return self._checked(K, Kdot, q1, q2)
@@ -107,13 +114,20 @@ class Activation:
             **_nodes(nodes_angle, nodes_radius))
         return K, Kdot
 
+    def diagonal_kernel(self, q) -> tuple[Tensor, Tensor]:
+        """(K, Kdot) at u = v: (E[phi(sqrt(q) z)^2], E[phi'(sqrt(q) z)^2]), by 1-D quadrature
+        where there is no closed form (the diagonal of the kernel maps)."""
+        q = torch.as_tensor(q, dtype=torch.float64) if not torch.is_tensor(q) else q
+        if self.closed_form is not None or self.jumps:
+            return self.kernel(q, q, q)
+        q, _, _ = _check_moments(q, q, q)
+        K = quadrature.gaussian_expectation_1d(lambda x: self(x) ** 2, q, self.kinks)
+        Kdot = quadrature.gaussian_expectation_1d(lambda x: self.derivative(x) ** 2, q, self.kinks)
+        return self._checked(K.reshape(q.shape), Kdot.reshape(q.shape), q, q)
+
     def variance_map(self, q) -> Tensor:
-        """Q(q) = E[phi(sqrt(q) z)^2], the diagonal of the NNGP map (1-D quadrature)."""
-        q = torch.as_tensor(q, dtype=torch.float64)
-        if self.closed_form is not None:
-            return self.kernel(q, q, q)[0]
-        return quadrature.gaussian_expectation_1d(
-            lambda x: self(x) ** 2, q, self.kinks).reshape(q.shape)
+        """Q(q) = E[phi(sqrt(q) z)^2], the diagonal of the NNGP map."""
+        return self.diagonal_kernel(q)[0]
 
     def _checked(self, K: Tensor, Kdot: Tensor, q1: Tensor, q2: Tensor):
         bad = ~(torch.isfinite(K) & torch.isfinite(Kdot))
@@ -158,10 +172,26 @@ class Activation:
     def with_params(self, **params) -> Activation:
         from .catalog import activation  # rebuild through the catalog so kinks follow params
 
-        return activation(self.name, **{**self.params, **params})
+        return dataclasses.replace(activation(self.name, **{**self.params, **params}),
+                                   gain=self.gain)
+
+    def scaled(self, gain: float) -> Activation:
+        """gain * phi: K and Kdot scale by gain^2."""
+        gain = float(gain)
+        if not (math.isfinite(gain) and gain > 0):
+            raise ValueError(f"gain must be a finite number > 0, got {gain!r}")
+        return dataclasses.replace(self, gain=self.gain * gain)
+
+    def normalized(self) -> Activation:
+        """phi / sqrt(E[phi(z)^2]): unit second moment at unit variance, so that dual(1) = K(1)
+        and a network of it with w_std = 1 keeps unit-variance inputs at unit variance."""
+        one = torch.ones((), dtype=torch.float64)
+        return self.scaled(1.0 / math.sqrt(float(self._norm2(one))))
 
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in self.params.items())
+        if self.gain != 1.0:
+            args = ", ".join(filter(None, [args, f"gain={self.gain:.6g}"]))
         return f"Activation({self.name}{', ' + args if args else ''})"
 
 

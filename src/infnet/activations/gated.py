@@ -8,7 +8,7 @@ Theta_out = (Kdot_value K_gate + K_value Kdot_gate) Theta_in (REFERENCES.md sect
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 
@@ -30,6 +30,9 @@ class Gated(Activation):
         a, b = x.chunk(2, dim=-1)
         return self.value(a) * self.gate(b)
 
+    def scaled(self, gain: float) -> Gated:
+        return replace(self, value=self.value.scaled(gain))
+
     def derivative(self, x: Tensor) -> Tensor:
         raise TypeError(f"{self.name} is a function of two pre-activations, not elementwise: "
                         "it has no scalar derivative")
@@ -45,8 +48,10 @@ class Gated(Activation):
         kg, kdg = self.gate.numerical_kernel(q1, q2, c, nodes_angle, nodes_radius)
         return kv * kg, kdv * kg + kv * kdg
 
-    def variance_map(self, q) -> Tensor:
-        return self.value.variance_map(q) * self.gate.variance_map(q)
+    def diagonal_kernel(self, q):
+        kv, kdv = self.value.diagonal_kernel(q)
+        kg, kdg = self.gate.diagonal_kernel(q)
+        return kv * kg, kdv * kg + kv * kdg
 
     @property
     def is_closed_form(self) -> bool:

@@ -147,11 +147,12 @@ def _expectation_chunk(fns, q1, q2, c, kinks_f, kinks_g, nodes_angle, nodes_radi
 
 
 def gaussian_expectation_1d(fn: Callable[[Tensor], Tensor], q: Tensor,
-                            kinks: Sequence[float] = (), nodes: int = 64) -> Tensor:
+                            kinks: Sequence[float] = (), nodes: int = 48) -> Tensor:
     """E[f(sqrt(q) z)], z ~ N(0, 1), split at the kinks of f (Gauss-Legendre on |z| <= R)."""
     q = q.reshape(-1)
     s = q.sqrt()
-    z_breaks = [torch.full_like(s, -RADIUS), torch.full_like(s, RADIUS)]
+    # fixed breaks keep the Gaussian resolved; kinks are added below
+    z_breaks = [torch.full_like(s, b) for b in (-RADIUS, -6.0, -3.0, 0.0, 3.0, 6.0, RADIUS)]
     for k in kinks:
         z = torch.where(s > 0, float(k) / s, torch.full_like(s, RADIUS))
         z_breaks.append(z.clamp(-RADIUS, RADIUS))

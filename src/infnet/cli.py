@@ -1,0 +1,170 @@
+"""Command line: ``infnet activations``, ``infnet kernel``, ``infnet study``."""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+
+def _param(text: str) -> tuple[str, object]:
+    if "=" not in text:
+        raise argparse.ArgumentTypeError(f"expected NAME=VALUE, got {text!r}")
+    key, value = text.split("=", 1)
+    try:
+        parsed = ast.literal_eval(value)
+    except (ValueError, SyntaxError):
+        parsed = value
+    return key.strip(), parsed
+
+
+def cmd_activations(args) -> int:
+    from .activations import entry, list_activations
+
+    rows = []
+    for name in list_activations():
+        e = entry(name)
+        act_closed = e.closed_form is not None
+        params = ", ".join(f"{k}={v}" for k, v in e.defaults.items())
+        rows.append({"name": name, "formula": e.formula, "parameters": params,
+                     "closed_form": act_closed if e.closed_when is None else "some parameters",
+                     "source": e.source})
+    if args.json:
+        print(json.dumps(rows, indent=1))
+        return 0
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"infnet activation catalog ({len(rows)} entries)")
+    for col in ("name", "formula", "parameters", "closed form", "source"):
+        table.add_column(col, overflow="fold")
+    for r in rows:
+        cf = r["closed_form"]
+        table.add_row(r["name"], r["formula"], r["parameters"],
+                      "yes" if cf is True else ("no" if cf is False else cf), r["source"])
+    Console(width=args.width).print(table)
+    return 0
+
+
+def load_array(spec: str) -> np.ndarray:
+    """Data for the command line: a .npy/.npz/.csv/.txt file, or 'digits' (embedded)."""
+    if spec == "digits":
+        from sklearn.datasets import load_digits
+
+        return load_digits().data.astype(np.float64)
+    path = Path(spec)
+    if not path.exists():
+        raise SystemExit(f"error: no data file {spec!r} (give a .npy, .npz, .csv or .txt file, "
+                         "or 'digits' for scikit-learn's embedded digits)")
+    if path.suffix == ".npy":
+        return np.load(path)
+    if path.suffix == ".npz":
+        with np.load(path) as z:
+            if "x" in z:
+                return z["x"]
+            return z[list(z.keys())[0]]
+    delimiter = "," if path.suffix == ".csv" else None
+    return np.loadtxt(path, delimiter=delimiter, ndmin=2)
+
+
+def cmd_kernel(args) -> int:
+    import torch
+
+    from . import activation, fc
+
+    act = activation(args.activation, **dict(args.param or []))
+    net = fc(act, args.depth, w_std=args.w_std, b_std=args.b_std,
+             parameterization=args.parameterization, width=args.width)
+    x1 = load_array(args.data)
+    if args.normalize:
+        x1 = x1 / np.linalg.norm(x1, axis=1, keepdims=True)
+    x2 = None
+    if args.data2:
+        x2 = load_array(args.data2)
+        if args.normalize:
+            x2 = x2 / np.linalg.norm(x2, axis=1, keepdims=True)
+    k = net.kernel(torch.as_tensor(x1), None if x2 is None else torch.as_tensor(x2))
+    kinds = ["nngp", "ntk"] if args.kind == "both" else [args.kind]
+    if args.out:
+        out = Path(args.out)
+        arrays = {kind: getattr(k, kind).numpy() for kind in kinds}
+        tmp = out.with_name(out.name + ".partial")
+        if out.suffix == ".npz":
+            with open(tmp, "wb") as fh:
+                np.savez(fh, **arrays)
+        elif out.suffix == ".npy" and len(kinds) == 1:
+            with open(tmp, "wb") as fh:
+                np.save(fh, arrays[kinds[0]])
+        else:
+            raise SystemExit("error: --out must end in .npz (or .npy with --kind nngp|ntk)")
+        tmp.replace(out)  # never a half-written file under the final name
+        print(f"wrote {out} ({', '.join(f'{k_}: {a.shape}' for k_, a in arrays.items())})")
+    else:
+        np.set_printoptions(precision=6, suppress=False, linewidth=120, threshold=200)
+        for kind in kinds:
+            print(f"{kind} ({tuple(getattr(k, kind).shape)}):")
+            print(getattr(k, kind).numpy())
+    return 0
+
+
+def cmd_study(args) -> int:
+    from .study import run_study
+
+    run_study(out=Path(args.out), activations=args.activations, depths=args.depths,
+              n_samples=args.n, seed=args.seed)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="infnet", description="Infinitely wide and deep networks "
+                                "through their activation functions.")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    a = sub.add_parser("activations", help="list the activation catalog")
+    a.add_argument("--json", action="store_true", help="machine-readable output")
+    a.add_argument("--width", type=int, default=160, help="console width")
+    a.set_defaults(func=cmd_activations)
+
+    k = sub.add_parser("kernel", help="NNGP/NTK of a fully-connected network on data")
+    k.add_argument("data", help="a .npy/.npz/.csv/.txt file of rows, or 'digits'")
+    k.add_argument("--data2", help="second set of rows (default: the data with itself)")
+    k.add_argument("--activation", "-a", default="relu")
+    k.add_argument("--param", "-p", action="append", type=_param, metavar="NAME=VALUE",
+                   help="activation parameter, repeatable (e.g. -p beta=1.5)")
+    k.add_argument("--depth", "-L", type=int, default=3)
+    k.add_argument("--w-std", type=float, default=2**0.5)
+    k.add_argument("--b-std", type=float, default=0.0)
+    k.add_argument("--parameterization", choices=["ntk", "standard"], default="ntk")
+    k.add_argument("--width", type=int, default=None, help="hidden width (standard param.)")
+    k.add_argument("--kind", choices=["nngp", "ntk", "both"], default="both")
+    k.add_argument("--normalize", action="store_true", help="scale rows to unit norm")
+    k.add_argument("--out", "-o", help="write .npz (or .npy for one kind) instead of printing")
+    k.set_defaults(func=cmd_kernel)
+
+    s = sub.add_parser("study", help="the main job: kernels of many activations on embedded data")
+    s.add_argument("--out", "-o", default="infnet-study", help="report folder")
+    s.add_argument("--activations", nargs="+",
+                   default=["relu", "erf", "gelu", "swish", "tanh", "sin", "hermite"])
+    s.add_argument("--depths", nargs="+", type=int, default=[1, 2, 3, 5, 10, 20, 50])
+    s.add_argument("--n", type=int, default=1797, help="digits used (at most 1797)")
+    s.add_argument("--seed", type=int, default=0)
+    s.set_defaults(func=cmd_study)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except (ValueError, KeyError, TypeError, ArithmeticError) as err:
+        msg = err.args[0] if isinstance(err, KeyError) and err.args else str(err)
+        print(f"error: {msg}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

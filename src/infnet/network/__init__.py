@@ -1,0 +1,7 @@
+"""Networks of layers and their infinite-width kernels."""
+
+from .layers import Dense, Moments, Nonlinearity
+from .network import Kernel, Network, fc, serial
+from .table import AngleTable
+
+__all__ = ["AngleTable", "Dense", "Kernel", "Moments", "Network", "Nonlinearity", "fc", "serial"]

@@ -1,0 +1,111 @@
+"""Layers as small values that transform kernels (the style of neural-tangents ``stax``).
+
+A layer maps the moments of its input to those of its output, elementwise over pairs of inputs:
+``nngp`` (the covariance c of the pre-activations of the pair), ``ntk`` (the tangent kernel so
+far), and the per-input variances q1, q2 (the diagonal of the NNGP) that activations need.
+REFERENCES.md section 1:
+
+    Dense (NTK parameterization):  Sigma' = w^2 Sigma + b^2,  Theta' = w^2 Theta + Sigma'
+    Dense (standard):              Sigma' = w^2 Sigma + b^2,  Theta' = n_in Sigma + [b] + w^2 Theta
+    Activation phi:                Sigma' = K(q1, q2, Sigma),  Theta' = Kdot(q1, q2, Sigma) Theta
+
+The network input enters as Sigma = x.x'/d, Theta = 0, width d, so the first Dense gives
+Sigma_0 = Theta_0 = w^2 x.x'/d + b^2.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+
+from ..activations import Activation, activation
+
+Tensor = torch.Tensor
+
+
+@dataclass(frozen=True)
+class Moments:
+    """Kernel moments of pairs of inputs (tensors broadcast against each other).
+
+    ``q1``, ``q2`` are the variances of the two inputs of each pair at this point of the network
+    (computed once per input by the diagonal pass, not per pair); ``width`` is the number of
+    features feeding the next Dense (None: not given).
+    """
+
+    nngp: Tensor
+    ntk: Tensor
+    q1: Tensor
+    q2: Tensor
+    width: int | None
+
+    def diagonal(self) -> Moments:
+        """Moments of each input with itself (after a layer's update of nngp)."""
+        return Moments(self.nngp, self.ntk, self.nngp, self.nngp, self.width)
+
+
+@dataclass(frozen=True)
+class Dense:
+    """A fully-connected layer W x + b, W_ij ~ N(0, w_std^2 / n_in), b ~ N(0, b_std^2).
+
+    ``parameterization="ntk"`` trains the standard normal variables behind W and b (Jacot et al.
+    2018); ``"standard"`` trains W and b themselves (Sohl-Dickstein et al. 2020, arXiv 2001.07301),
+    which needs the input width of every Dense: ``width`` is this layer's output width, read by
+    the next Dense. ``b_std=None`` means no bias (it matters only for "standard", where a bias
+    initialized at 0 is still trained).
+    """
+
+    w_std: float = 1.0
+    b_std: float | None = 0.0
+    parameterization: str = "ntk"
+    width: int | None = None
+
+    def __post_init__(self):
+        if not (math.isfinite(self.w_std) and self.w_std >= 0):
+            raise ValueError(f"w_std must be a finite number >= 0, got {self.w_std!r}")
+        if self.b_std is not None and not (math.isfinite(self.b_std) and self.b_std >= 0):
+            raise ValueError(f"b_std must be a finite number >= 0 or None, got {self.b_std!r}")
+        if self.parameterization not in ("ntk", "standard"):
+            raise ValueError(f"parameterization must be 'ntk' or 'standard', "
+                             f"got {self.parameterization!r}")
+        if self.width is not None and not (isinstance(self.width, int) and self.width >= 1):
+            raise ValueError(f"width must be a positive integer or None, got {self.width!r}")
+
+    def apply(self, m: Moments) -> tuple[Tensor, Tensor, int | None]:
+        """(nngp, ntk, width) after the layer; the variances are the caller's (diagonal pass)."""
+        w2 = self.w_std**2
+        b2 = (self.b_std or 0.0) ** 2
+        nngp = w2 * m.nngp + b2
+        if self.parameterization == "ntk":
+            ntk = w2 * m.ntk + nngp
+        else:
+            if m.width is None:
+                raise ValueError("the standard parameterization needs the input width of every "
+                                 "Dense layer: give Dense(width=...) to the layer before "
+                                 "(fc(..., width=...))")
+            ntk = m.width * m.nngp + (0.0 if self.b_std is None else 1.0) + w2 * m.ntk
+        return nngp, ntk, self.width
+
+
+@dataclass(frozen=True)
+class Nonlinearity:
+    """An activation applied elementwise: the kernel maps of the Activation value."""
+
+    act: Activation
+
+    def apply(self, m: Moments) -> tuple[Tensor, Tensor, int | None]:
+        if m.nngp is m.q1 and m.q1 is m.q2:  # the diagonal pass: 1-D expectations
+            K, Kdot = self.act.diagonal_kernel(m.q1)
+        else:
+            K, Kdot = self.act.kernel(m.q1, m.q2, m.nngp)
+        return K, Kdot * m.ntk, m.width
+
+
+def as_layer(obj):
+    """Layers pass through; an Activation (or a catalog name) becomes a Nonlinearity."""
+    if isinstance(obj, (Dense, Nonlinearity)):
+        return obj
+    if isinstance(obj, (Activation, str)):
+        return Nonlinearity(activation(obj) if isinstance(obj, str) else obj)
+    raise TypeError(f"not a layer: {obj!r} (use Dense(...), an Activation or a catalog name)")

@@ -1,0 +1,244 @@
+"""Networks: a sequence of layers, and their NNGP and NTK on data, computed in tiles.
+
+Two evaluations, one set of layer maps:
+- equal-norm inputs: the kernels are one function of the input angle, tabulated once
+  (``table.AngleTable``) and evaluated per entry: cost independent of depth and activation;
+- otherwise: the layers are applied to each tile of pairs, with every input's variances from
+  one diagonal pass.
+Both work on tiles of ``block`` x ``block`` entries, so memory beyond the output is O(block^2).
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from ..activations import Activation, activation
+from .layers import Dense, Moments, Nonlinearity, as_layer
+from .table import AngleTable, TableError
+
+Tensor = torch.Tensor
+
+#: inputs whose squared norms agree to this relative tolerance count as equal-norm
+EQUAL_NORM_RTOL = 1e-13
+#: below this angle, recompute theta from the distance |x - x'| (arccos of a rounded rho is
+#: off by ~1e-8 there, which kinked activations' NTKs feel linearly)
+_SMALL_ANGLE_RHO = 1 - 1e-6
+
+
+@dataclass(frozen=True)
+class Kernel:
+    """The NNGP and NTK of a network on pairs of inputs: (n1, n2) tensors."""
+
+    nngp: Tensor
+    ntk: Tensor
+
+
+class Network:
+    """A serial composition of layers (Dense, activations) with infinite-width kernels."""
+
+    def __init__(self, *layers):
+        self.layers = tuple(as_layer(layer) for layer in layers)
+        self._tables: dict = {}
+
+    def __repr__(self) -> str:
+        return "serial(" + ", ".join(map(repr, self.layers)) + ")"
+
+    @property
+    def activations(self) -> list[Activation]:
+        return [layer.act for layer in self.layers if isinstance(layer, Nonlinearity)]
+
+    # ---- kernel maps on moments ----------------------------------------------------------------
+    def diagonal(self, sq: Tensor, width: int) -> tuple[list[Tensor], Tensor]:
+        """Variances of each input before every layer, and the NTK diagonal at the output.
+
+        ``sq`` is x.x / d per input. Returns ([q_0, ..., q_L], ntk) with q_L the NNGP diagonal.
+        """
+        m = Moments(sq, torch.zeros_like(sq), sq, sq, width)
+        qs = [sq]
+        for layer in self.layers:
+            nngp, ntk, w = layer.apply(m)
+            m = Moments(nngp, ntk, nngp, nngp, w)
+            qs.append(nngp)
+        return qs, m.ntk
+
+    def pairs(self, sigma: Tensor, qs1: list[Tensor], qs2: list[Tensor],
+              width: int) -> tuple[Tensor, Tensor]:
+        """(NNGP, NTK) of pairs with input covariance sigma = x.x'/d and per-layer variances."""
+        m = Moments(sigma, torch.zeros_like(sigma), qs1[0], qs2[0], width)
+        for layer, q1, q2 in zip(self.layers, qs1[1:], qs2[1:], strict=True):
+            nngp, ntk, w = layer.apply(m)
+            m = Moments(nngp, ntk, q1, q2, w)
+        return m.nngp, m.ntk
+
+    def angle_kernel(self, theta, sq: float = 1.0, width: int = 1) -> tuple[Tensor, Tensor]:
+        """Exact (layer by layer) NNGP and NTK of two inputs with x.x/d = x'.x'/d = sq at angle
+        theta; the function the fast path tabulates."""
+        theta = torch.as_tensor(theta, dtype=torch.float64)
+        q = torch.tensor(float(sq), dtype=torch.float64)
+        qs, _ = self.diagonal(q, width)
+        return self.pairs(q * torch.cos(theta), qs, qs, width)
+
+    # ---- kernels on data ---------------------------------------------------------------------------
+    def kernel(self, x1, x2=None, *, block: int = 512, dtype: torch.dtype = torch.float64,
+               method: str = "auto") -> Kernel:
+        """NNGP and NTK between the rows of x1 and x2 (x2=None: x1 with itself).
+
+        Inputs are (n, features) tensors or arrays (more axes are flattened); the result is on
+        their device, in ``dtype`` (float64 by default). ``method``: "auto" (the angle table
+        when all inputs have one norm, else layer by layer), "table" or "exact".
+        """
+        if method not in ("auto", "table", "exact"):
+            raise ValueError(f"method must be 'auto', 'table' or 'exact', got {method!r}")
+        if not (isinstance(block, int) and block >= 1):
+            raise ValueError(f"block must be a positive integer, got {block!r}")
+        symmetric = x2 is None
+        x1 = _as_data(x1, "x1", dtype)
+        x2 = x1 if symmetric else _as_data(x2, "x2", dtype, device=x1.device)
+        if x1.shape[1] != x2.shape[1]:
+            raise ValueError(f"x1 has {x1.shape[1]} features and x2 has {x2.shape[1]}: the "
+                             "feature dimensions must match")
+        d = x1.shape[1]
+        sq1 = (x1 * x1).sum(1) / d
+        sq2 = sq1 if symmetric else (x2 * x2).sum(1) / d
+        equal = _common_value(torch.cat([sq1, sq2]))
+        if equal is not None and method != "exact":  # one input variance: one diagonal pass
+            qs, ntk_diag = self.diagonal(torch.tensor(equal, dtype=dtype, device=x1.device), d)
+            qs1 = [q.expand(x1.shape[0]) for q in qs]
+            qs2 = [q.expand(x2.shape[0]) for q in qs]
+            ntk1 = ntk_diag.expand(x1.shape[0])
+        else:
+            qs1, ntk1 = self.diagonal(sq1, d)
+            qs2 = qs1 if symmetric else self.diagonal(sq2, d)[0]
+        if method == "table" and equal is None:
+            raise ValueError("method='table' needs inputs of one norm; normalize them "
+                             "(x / |x|) or use method='auto'")
+        table = None
+        if method != "exact" and equal is not None:
+            try:
+                table = self._table(equal, d)
+            except TableError as err:
+                if method == "table":
+                    raise
+                warnings.warn(f"{err}; computing layer by layer instead", stacklevel=2)
+        elif method == "auto" and any(not a.is_closed_form for a in self.activations):
+            if x1.shape[0] * x2.shape[0] > 250_000:
+                warnings.warn("inputs of different norms with an activation without closed form: "
+                              "each pair costs a 2-D quadrature per layer (slow). Inputs of one "
+                              "norm (x / |x|) take the fast path.", stacklevel=2)
+        n1, n2 = x1.shape[0], x2.shape[0]
+        nngp = torch.empty(n1, n2, dtype=dtype, device=x1.device)
+        ntk = torch.empty_like(nngp)
+        for i in range(0, n1, block):
+            a = x1[i:i + block]
+            for j in range(i if symmetric else 0, n2, block):
+                b = x2[j:j + block]
+                g = a @ b.T
+                if table is not None:
+                    theta = _angles(g, a, b, d * equal)
+                    k, t = table.evaluate_theta(theta)
+                else:
+                    rows, cols = slice(i, i + block), slice(j, j + block)
+                    k, t = self.pairs(g.div_(d), [q[rows, None] for q in qs1],
+                                      [q[None, cols] for q in qs2], d)
+                nngp[i:i + block, j:j + block] = k
+                ntk[i:i + block, j:j + block] = t
+                if symmetric and j != i:
+                    nngp[j:j + block, i:i + block] = k.T
+                    ntk[j:j + block, i:i + block] = t.T
+        if symmetric:  # the diagonal from the exact diagonal pass
+            nngp.diagonal().copy_(qs1[-1])
+            ntk.diagonal().copy_(ntk1)
+        _check_finite(nngp, ntk)
+        return Kernel(nngp, ntk)
+
+    def _table(self, sq: float, width: int) -> AngleTable:
+        key = (round(sq, 15), width)
+        if key not in self._tables:
+            def fn(theta: np.ndarray) -> np.ndarray:
+                k, t = self.angle_kernel(torch.from_numpy(theta), sq, width)
+                return torch.stack(torch.broadcast_tensors(k, t), dim=-1).numpy()
+            self._tables[key] = AngleTable(fn)
+        return self._tables[key]
+
+
+def _angles(g: Tensor, a: Tensor, b: Tensor, norm2: float) -> Tensor:
+    """theta = arccos(g / norm2) in place, recomputed from |a_i - b_j| where rho is near 1."""
+    rho = g.div_(norm2).clamp_(-1.0, 1.0)
+    near = rho > _SMALL_ANGLE_RHO
+    if bool(near.any()):
+        r, c = near.nonzero(as_tuple=True)
+        diff = a[r] - b[c]
+        half_chord = ((diff * diff).sum(1) / (4 * norm2)).sqrt().clamp_(max=1.0)
+        theta = rho.acos_()
+        theta[r, c] = 2 * torch.asin(half_chord)
+        return theta
+    return rho.acos_()
+
+
+def _common_value(sq: Tensor) -> float | None:
+    lo, hi = float(sq.min()), float(sq.max())
+    if hi <= 0:
+        return None
+    return float(sq.mean()) if hi - lo <= EQUAL_NORM_RTOL * hi else None
+
+
+def _as_data(x, name: str, dtype: torch.dtype, device=None) -> Tensor:
+    if not torch.is_tensor(x):
+        try:
+            x = torch.as_tensor(np.asarray(x, dtype=np.float64))
+        except (TypeError, ValueError) as err:
+            raise TypeError(f"{name} must be a numeric array or tensor: {err}") from err
+    if device is not None and x.device != device:
+        raise ValueError(f"{name} is on {x.device} but x1 is on {device}: put both on one device")
+    if x.ndim < 2:
+        raise ValueError(f"{name} must have shape (n, features); got shape {tuple(x.shape)} "
+                         "(one point: x.reshape(1, -1))")
+    if x.ndim > 2:
+        x = x.reshape(x.shape[0], -1)
+    if x.shape[0] == 0 or x.shape[1] == 0:
+        raise ValueError(f"{name} is empty: shape {tuple(x.shape)}")
+    if x.is_complex():
+        raise TypeError(f"{name} is complex; kernels need real inputs")
+    x = x.to(dtype)
+    bad = ~torch.isfinite(x)
+    if bool(bad.any()):
+        row = int(bad.any(dim=1).nonzero()[0])
+        raise ValueError(f"{name} contains NaN or inf (first in row {row}); clean or impute the "
+                         "data first")
+    return x
+
+
+def _check_finite(nngp: Tensor, ntk: Tensor) -> None:
+    for name, k in (("NNGP", nngp), ("NTK", ntk)):
+        if not bool(torch.isfinite(k).all()):
+            raise FloatingPointError(f"the {name} overflowed (non-finite entries): the variances "
+                                     "grow too fast with depth; lower w_std/b_std or the depth")
+
+
+def serial(*layers) -> Network:
+    """Compose layers (Dense, Activation values or catalog names, or Networks) into a Network."""
+    flat = []
+    for layer in layers:
+        flat.extend(layer.layers if isinstance(layer, Network) else [layer])
+    return Network(*flat)
+
+
+def fc(act, depth: int, *, w_std: float = 1.0, b_std: float | None = 0.0,
+       parameterization: str = "ntk", width: int | None = None) -> Network:
+    """A fully-connected network: depth x [Dense, act], then a Dense readout.
+
+    ``act`` is an Activation or a catalog name. For the standard parameterization give the
+    hidden ``width`` (the NTK grows with it).
+    """
+    if isinstance(depth, float) and math.isinf(depth):
+        raise NotImplementedError("infinite depth is the subject of infnet.limit (not yet here)")
+    if isinstance(depth, bool) or not isinstance(depth, int) or depth < 1:
+        raise ValueError(f"depth must be an integer >= 1, got {depth!r}")
+    act = activation(act) if not isinstance(act, Activation) else act
+    hidden = Dense(w_std, b_std, parameterization, width)
+    return Network(*([hidden, act] * depth), Dense(w_std, b_std, parameterization, 1))

@@ -1,0 +1,123 @@
+"""A network's kernels as one function of the input angle, tabulated once, evaluated per entry.
+
+When every input has the same norm (unit-norm data: the common case, and the infinite-depth
+paper's), every layer sees the same variances, so the depth-L NNGP and NTK are functions of the
+input correlation alone (REFERENCES.md section 3). We sample them exactly (layer by layer) at
+Chebyshev points in theta = arccos(rho), which respects the sqrt(1 - rho) behaviour at rho = 1,
+grow the degree until the coefficients decay below the tolerance, and convert the series to a
+piecewise cubic on a uniform grid in theta, verified against the series. Evaluating an entry then
+costs an arccos, an index and two cubic polynomials, whatever the depth and the activation.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import numpy as np
+import scipy.fft
+import torch
+from numpy.polynomial import chebyshev as C
+
+Tensor = torch.Tensor
+
+#: relative tolerance of the table against the exact layer-by-layer evaluation
+TOLERANCE = 2e-14
+_MAX_DEGREE = 8192
+_MAX_INTERVALS = 1 << 17
+
+
+class TableError(RuntimeError):
+    """The function is not smooth enough in theta to be tabulated to the tolerance."""
+
+
+def chebyshev_fit(fn: Callable[[np.ndarray], np.ndarray], tol: float = TOLERANCE,
+                  max_degree: int = _MAX_DEGREE) -> np.ndarray:
+    """Chebyshev coefficients (degree+1, outputs) of fn on theta in [0, pi], x = 1 - 2 theta/pi.
+
+    fn maps an array of angles to an array (angles, outputs). The degree doubles from 32 until
+    the last eight coefficients fall below tol * max|fn| (a plain version of chebfun's chop).
+    """
+    n = 32
+    while n <= max_degree:
+        x = np.cos(np.pi * np.arange(n + 1) / n)
+        values = np.asarray(fn(np.pi * (1 - x) / 2), dtype=np.float64)
+        coef = scipy.fft.dct(values, type=1, axis=0) / n
+        coef[0] /= 2
+        coef[-1] /= 2
+        scale = np.abs(values).max(axis=0)
+        tail = np.abs(coef[-8:]).max(axis=0)
+        if np.all(tail <= tol * np.maximum(scale, 1e-300)):
+            return coef
+        n *= 2
+    raise TableError(f"the network's kernel did not resolve in theta with {max_degree} "
+                     "Chebyshev coefficients")
+
+
+def _cubic_pieces(coef: np.ndarray, m: int) -> np.ndarray:
+    """Monomial coefficients (outputs, 4, m) in s in [-1, 1] of the cubic interpolating the
+    series at 4 Chebyshev points of each of m equal intervals of [0, pi]."""
+    s = np.cos((2 * np.arange(4) + 1) * np.pi / 8)
+    t = (np.arange(m)[:, None] + (s[None, :] + 1) / 2) * (np.pi / m)  # (m, 4)
+    vals = C.chebval(1 - 2 * t / np.pi, coef)  # (outputs, m, 4)
+    inv_vander = np.linalg.inv(np.vander(s, 4, increasing=True))  # a = V^-1 f
+    return np.einsum("jk,omk->ojm", inv_vander, vals)
+
+
+def _cubic_error(coef: np.ndarray, pieces: np.ndarray) -> np.ndarray:
+    m = pieces.shape[-1]
+    s = np.array([-0.93, -0.61, -0.22, 0.17, 0.55, 0.88])
+    t = (np.arange(m)[:, None] + (s[None, :] + 1) / 2) * (np.pi / m)
+    exact = C.chebval(1 - 2 * t / np.pi, coef)  # (outputs, m, 6)
+    approx = sum(pieces[:, j, :, None] * s**j for j in range(4))
+    return np.abs(exact - approx).max(axis=(1, 2))
+
+
+class AngleTable:
+    """Piecewise cubic in theta of a vector function of the angle, for fast elementwise use."""
+
+    def __init__(self, fn: Callable[[np.ndarray], np.ndarray], tol: float = TOLERANCE):
+        self.coef = chebyshev_fit(fn, tol)
+        scale = np.abs(self.coef).sum(axis=0)
+        m = 1024
+        while True:
+            pieces = _cubic_pieces(self.coef, m)
+            err = _cubic_error(self.coef, pieces)
+            if np.all(err <= 4 * tol * np.maximum(scale, 1e-300)) or m >= _MAX_INTERVALS:
+                break
+            m *= 2
+        self.intervals = m
+        self.error = err  # of the cubic against the series, per output
+        self._pieces = pieces
+        self._cache: dict = {}
+
+    @property
+    def degree(self) -> int:
+        return self.coef.shape[0] - 1
+
+    def chebyshev(self, theta: np.ndarray) -> np.ndarray:
+        """The series itself at angles theta: (outputs, ...)."""
+        return C.chebval(1 - 2 * np.asarray(theta) / np.pi, self.coef)
+
+    def _coefficients(self, dtype, device) -> list[list[Tensor]]:
+        key = (dtype, device)
+        if key not in self._cache:
+            t = torch.as_tensor(self._pieces, dtype=dtype, device=device)
+            self._cache[key] = [[t[o, j].contiguous() for j in range(4)] for o in range(t.shape[0])]
+        return self._cache[key]
+
+    def evaluate_theta(self, theta: Tensor) -> list[Tensor]:
+        """Values at angles theta in [0, pi]; ``theta`` is overwritten (used as scratch space)."""
+        coefs = self._coefficients(theta.dtype, theta.device)
+        m = self.intervals
+        t = theta.mul_(m / math.pi)
+        idx = t.floor().clamp_(max=m - 1)
+        s = t.sub_(idx).mul_(2.0).sub_(1.0)
+        idx = idx.to(torch.int64)
+        results = []
+        for cs in coefs:
+            acc = torch.take(cs[3], idx)
+            for j in (2, 1, 0):
+                acc.mul_(s).add_(torch.take(cs[j], idx))
+            results.append(acc)
+        return results
