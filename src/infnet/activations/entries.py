@@ -151,22 +151,32 @@ register("hermite", lambda x, k: _poly_fn(x, cf.hermite_coefficients(k)),
              q1, q2, c, coefficients=cf.hermite_coefficients(k)))
 
 # ---- smooth without closed forms (quadrature) -------------------------------------------------
-register("tanh", torch.tanh, formula="tanh(x)", source="hyperbolic tangent")
+register("tanh", torch.tanh, formula="tanh(x)", source="hyperbolic tangent",
+         derivative=lambda x: 1 - torch.tanh(x) ** 2)
 register("sigmoid", torch.sigmoid, formula="1 / (1 + e^-x)", source="logistic",
-         aliases=("logistic",))
+         aliases=("logistic",), derivative=lambda x: torch.sigmoid(x) * torch.sigmoid(-x))
 register("tempered_sigmoid",
          lambda x, scale, temperature, offset: scale * torch.sigmoid(temperature * x) - offset,
          formula="s sigmoid(T x) - o (2, 2, 1 gives tanh)",
          source="Papernot et al. 2020 (tempered sigmoids for DP-SGD)",
          defaults={"scale": 2.0, "temperature": 2.0, "offset": 1.0})
+
+
+def _swish_derivative(x, beta=1.0):
+    s = torch.sigmoid(beta * x)
+    return s + beta * x * s * (1 - s)
+
+
 register("swish", lambda x, beta: x * torch.sigmoid(beta * x), formula="x sigmoid(beta x)",
-         source="Ramachandran, Zoph & Le 2017", defaults={"beta": 1.0})
-register("silu", F.silu, formula="x sigmoid(x)", source="Elfwing, Uchibe & Doya 2018")
+         source="Ramachandran, Zoph & Le 2017", defaults={"beta": 1.0}, derivative=_swish_derivative)
+register("silu", F.silu, formula="x sigmoid(x)", source="Elfwing, Uchibe & Doya 2018",
+         derivative=_swish_derivative)
 register("gelu_tanh", lambda x: F.gelu(x, approximate="tanh"),
          formula="x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))) / 2",
          source="Hendrycks & Gimpel 2016 (tanh approximation)")
 register("softplus", lambda x, beta: F.softplus(x, beta=beta), formula="log(1 + e^(beta x)) / beta",
-         source="Dugas et al. 2001", defaults={"beta": 1.0}, check=_positive(beta=True))
+         source="Dugas et al. 2001", defaults={"beta": 1.0}, check=_positive(beta=True),
+         derivative=lambda x, beta: torch.sigmoid(beta * x))
 register("mish", F.mish, formula="x tanh(softplus(x))", source="Misra 2019 (arXiv 1908.08681)")
 register("bent_identity", lambda x: (torch.sqrt(x * x + 1) - 1) / 2 + x,
          formula="(sqrt(x^2 + 1) - 1) / 2 + x", source="bent identity", aliases=("bentid",))

@@ -147,7 +147,7 @@ register("cauchy", lambda x, lambda1, lambda2, d: (lambda1 * x + lambda2) / (x *
                 "checked here: defaults 1, 1, 1 (as in public reimplementations)",
          defaults={"lambda1": 1.0, "lambda2": 1.0, "d": 1.0},
          check=lambda lambda1, lambda2, d: _nonzero_d(d),
-         aliases=("cauchy_activation", "xnet"))
+         aliases=("cauchy_activation",))
 
 
 # ---- elephant ------------------------------------------------------------------------------------
@@ -203,13 +203,13 @@ def _helu_kernel(q1, q2, c, alpha):
     q1, q2, c = torch.broadcast_tensors(q1, q2, c)
     root = (q1 * q2 - c * c).clamp(min=0.0).sqrt()
 
-    def t_term(q, other):
+    def t_term(q):
         num = q - c
         a = torch.where(num == 0, torch.zeros_like(num), num / root)
         h = alpha / q.sqrt()
         return 0.5 * _normal_cdf(h) - torch.sign(a) * _owens_t(h, a.abs())
 
-    return K, t_term(q1, q2) + t_term(q2, q1)
+    return K, t_term(q1) + t_term(q2)
 
 
 def _helu(x, alpha):
