@@ -76,7 +76,9 @@ def _id(name, params):
     return name + ("(" + ",".join(f"{k}={v}" for k, v in params.items()) + ")" if params else "")
 
 
-CONTINUOUS = [(n, {}) for n in CLOSED if n not in JUMPS] + VARIANTS
+# sau's default n = 20000 smooths its kink on a 5e-5 scale: checked against scipy in
+# test_kernel_reference.py instead (the quadrature needs a declared kink to resolve it)
+CONTINUOUS = [(n, {}) for n in CLOSED if n not in JUMPS | {"sau"}] + VARIANTS
 
 
 def test_catalog_has_the_expected_closed_forms():
@@ -102,6 +104,16 @@ def test_closed_form_matches_quadrature(name, params):
     K, Kdot = act.kernel(q1, q2, c)
     Kn, Kdotn = act.numerical_kernel(q1, q2, c)
     assert K.shape == Kdot.shape == c.shape and K.dtype == Kdot.dtype == DTYPE
+    if any(k != 0.0 for k in act.kinks):
+        # at |rho| = 1 - 1e-12 the input itself is ill-conditioned: c is known to 1e-16
+        # relative, so theta = arccos(rho) ~ 1.4e-6 is known to ~1e-16 / theta ~ 1e-10, and a
+        # kink away from 0 makes Kdot depend on theta to first order. Both methods agree to
+        # that conditioning there and to 1e-12 elsewhere.
+        near = (c.abs() / (q1 * q2).sqrt() > 1 - 1e-9) & (c.abs() / (q1 * q2).sqrt() < 1)
+        assert_close(K[near], Kn[near], f"{_id(name, params)} K near |rho| = 1", tol=1e-10)
+        assert_close(Kdot[near], Kdotn[near], f"{_id(name, params)} Kdot near |rho| = 1",
+                     tol=1e-10)
+        K, Kn, Kdot, Kdotn = K[~near], Kn[~near], Kdot[~near], Kdotn[~near]
     assert_close(K, Kn, f"{_id(name, params)} K")
     assert_close(Kdot, Kdotn, f"{_id(name, params)} Kdot")
 

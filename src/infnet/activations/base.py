@@ -125,8 +125,21 @@ class Activation:
         Kdot = quadrature.gaussian_expectation_1d(lambda x: self.derivative(x) ** 2, q, self.kinks)
         return self._checked(K.reshape(q.shape), Kdot.reshape(q.shape), q, q)
 
+    def nngp_map(self, q1, q2, c) -> Tensor:
+        """K = E[phi(u) phi(v)] alone (finite also where Kdot is not, as for step and sign)."""
+        q1, q2, c = _check_moments(q1, q2, c)
+        if self.closed_form is not None:
+            K = self.closed_form(q1, q2, c, **self.params)[0] * self.gain**2
+            K = torch.broadcast_tensors(K, c)[0]
+        else:
+            K, = quadrature.gaussian_expectation([(self, self)], q1, q2, c, self.kinks)
+        return self._checked(K, torch.zeros_like(K), q1, q2)[0]
+
     def variance_map(self, q) -> Tensor:
         """Q(q) = E[phi(sqrt(q) z)^2], the diagonal of the NNGP map."""
+        q = torch.as_tensor(q, dtype=torch.float64) if not torch.is_tensor(q) else q
+        if self.closed_form is not None or self.jumps:
+            return self.nngp_map(q, q, q)
         return self.diagonal_kernel(q)[0]
 
     def _checked(self, K: Tensor, Kdot: Tensor, q1: Tensor, q2: Tensor):
@@ -152,8 +165,7 @@ class Activation:
         """Normalized dual (Daniely et al. 2016): E[phi(u) phi(v)] / E[phi(z)^2] at unit variance."""
         rho = _as_rho(rho)
         one = torch.ones((), dtype=rho.dtype, device=rho.device)
-        K, _ = self.kernel(one, one, rho)
-        return K / self._norm2(one)
+        return self.nngp_map(one, one, rho) / self._norm2(one)
 
     def dual_derivative(self, rho) -> Tensor:
         """d dual / d rho = E[phi'(u) phi'(v)] / E[phi(z)^2] (Price's theorem)."""
@@ -163,7 +175,7 @@ class Activation:
         return Kdot / self._norm2(one)
 
     def _norm2(self, one: Tensor) -> Tensor:
-        n2 = self.kernel(one, one, one)[0]
+        n2 = self.nngp_map(one, one, one)  # the same rule as the duals: dual(1) = 1 exactly
         if not float(n2) > 0:
             raise ValueError(f"activation {self.name!r} has E[phi(z)^2] = 0: no normalized dual")
         return n2

@@ -48,6 +48,12 @@ class Gated(Activation):
         kg, kdg = self.gate.numerical_kernel(q1, q2, c, nodes_angle, nodes_radius)
         return kv * kg, kdv * kg + kv * kdg
 
+    def nngp_map(self, q1, q2, c):
+        return self.value.nngp_map(q1, q2, c) * self.gate.nngp_map(q1, q2, c)
+
+    def variance_map(self, q):
+        return self.value.variance_map(q) * self.gate.variance_map(q)
+
     def diagonal_kernel(self, q):
         kv, kdv = self.value.diagonal_kernel(q)
         kg, kdg = self.gate.diagonal_kernel(q)
