@@ -78,10 +78,16 @@ class Network:
     def angle_kernel(self, theta, sq: float = 1.0, width: int = 1) -> tuple[Tensor, Tensor]:
         """Exact (layer by layer) NNGP and NTK of two inputs with x.x/d = x'.x'/d = sq at angle
         theta; the function the fast path tabulates."""
-        theta = torch.as_tensor(theta, dtype=torch.float64)
+        theta = torch.as_tensor(theta, dtype=torch.float64).reshape(-1)
         q = torch.tensor(float(sq), dtype=torch.float64)
-        qs, _ = self.diagonal(q, width)
-        return self.pairs(q * torch.cos(theta), qs, qs, width)
+        # the variances come from the same rule as the pairs (entry 0 is theta = 0), so that
+        # rho <= 1 holds to rounding and small angles are not clamped to 0 by a mismatch
+        sigma = torch.cat([q.reshape(1), q * torch.cos(theta)])
+        m = Moments(sigma, torch.zeros_like(sigma), q, q, width)
+        for layer in self.layers:
+            nngp, ntk, w = layer.apply(m)
+            m = Moments(nngp, ntk, nngp[0], nngp[0], w)
+        return m.nngp[1:], m.ntk[1:]
 
     # ---- kernels on data ---------------------------------------------------------------------------
     def kernel(self, x1, x2=None, *, block: int = 512, dtype: torch.dtype = torch.float64,

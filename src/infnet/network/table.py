@@ -23,6 +23,8 @@ Tensor = torch.Tensor
 
 #: relative tolerance of the table against the exact layer-by-layer evaluation
 TOLERANCE = 2e-14
+#: a coefficient tail that stops decreasing below this (relative) is rounding noise
+PLATEAU = 1e-12
 _MAX_DEGREE = 1024
 _MAX_INTERVALS = 1 << 17
 
@@ -39,7 +41,7 @@ def chebyshev_fit(fn: Callable[[np.ndarray], np.ndarray], tol: float = TOLERANCE
     the last eight coefficients fall below tol * max|fn| (a plain version of chebfun's chop).
     """
     n = 32
-    values = None
+    values = prev_tail = None
     while n <= max_degree:
         x = np.cos(np.pi * np.arange(n + 1) / n)
         if values is None:
@@ -52,10 +54,15 @@ def chebyshev_fit(fn: Callable[[np.ndarray], np.ndarray], tol: float = TOLERANCE
         coef = scipy.fft.dct(values, type=1, axis=0) / n
         coef[0] /= 2
         coef[-1] /= 2
-        scale = np.abs(values).max(axis=0)
-        tail = np.abs(coef[-8:]).max(axis=0)
-        if np.all(tail <= tol * np.maximum(scale, 1e-300)):
+        scale = np.maximum(np.abs(values).max(axis=0), 1e-300)
+        tail = np.abs(coef[-8:]).max(axis=0) / scale
+        if np.all(tail <= tol):
             return coef
+        # a plateau: the series has converged to the rounding noise of the samples (which
+        # grows like 1e-16 / theta at the smallest sampled angles), accept it below PLATEAU
+        if prev_tail is not None and np.all(tail <= PLATEAU) and np.all(tail > prev_tail / 4):
+            return coef
+        prev_tail = tail
         n *= 2
     raise TableError(f"the network's kernel did not resolve in theta with {max_degree} "
                      "Chebyshev coefficients")

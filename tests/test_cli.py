@@ -1,0 +1,78 @@
+"""The command line: catalog listing, kernel files, clear errors."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+
+import infnet
+from infnet.cli import main
+
+
+def test_activations_lists_the_catalog(capsys):
+    assert main(["activations", "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    names = {r["name"] for r in rows}
+    assert len(rows) >= 40 and names == set(infnet.list_activations())
+    by_name = {r["name"]: r for r in rows}
+    assert by_name["relu"]["closed_form"] is True
+    assert by_name["swish"]["closed_form"] is False
+    assert "Ramachandran" in by_name["swish"]["source"]
+    assert main(["activations"]) == 0  # the rich table renders
+    assert "gelu" in capsys.readouterr().out
+
+
+def test_kernel_writes_the_arc_cosine_kernel(tmp_path):
+    """A depth-1 ReLU network, checked against the arc-cosine formula written out here."""
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(7, 5))
+    np.save(tmp_path / "x.npy", x)
+    out = tmp_path / "k.npz"
+    assert main(["kernel", str(tmp_path / "x.npy"), "-a", "relu", "-L", "1", "--w-std", "1.5",
+                 "--b-std", "0.2", "-o", str(out)]) == 0
+    with np.load(out) as z:
+        nngp, ntk = z["nngp"], z["ntk"]
+    w2, b2, d = 2.25, 0.04, 5
+    s0 = w2 * x @ x.T / d + b2
+    q = np.diag(s0)
+    rho = np.clip(s0 / np.sqrt(q[:, None] * q[None, :]), -1, 1)
+    th = np.arccos(rho)
+    k = np.sqrt(q[:, None] * q[None, :]) * (np.sin(th) + (math.pi - th) * np.cos(th)) / (2 * math.pi)
+    kdot = (math.pi - th) / (2 * math.pi)
+    s1 = w2 * k + b2
+    t1 = w2 * kdot * s0 + s1
+    np.testing.assert_allclose(nngp, s1, rtol=1e-12, atol=1e-14)
+    np.testing.assert_allclose(ntk, t1, rtol=1e-12, atol=1e-14)
+    assert not (tmp_path / "k.npz.partial").exists()
+
+
+def test_kernel_with_parameters_matches_library(tmp_path, capsys):
+    x = np.random.default_rng(1).normal(size=(4, 3))
+    np.savetxt(tmp_path / "x.csv", x, delimiter=",")
+    assert main(["kernel", str(tmp_path / "x.csv"), "-a", "swish", "-p", "beta=1.5", "-L", "2",
+                 "--kind", "nngp", "-o", str(tmp_path / "k.npy")]) == 0
+    got = np.load(tmp_path / "k.npy")
+    want = infnet.fc(infnet.activation("swish", beta=1.5), 2, w_std=2**0.5).kernel(
+        torch.as_tensor(x)).nngp.numpy()
+    np.testing.assert_allclose(got, want, rtol=1e-13)
+
+
+@pytest.mark.parametrize(("argv", "phrase"), [
+    (["kernel", "digits", "-a", "rleu"], "relu"),
+    (["kernel", "digits", "-a", "swish", "-p", "gamma=2"], "beta"),
+    (["kernel", "digits", "-L", "0"], "depth"),
+    (["kernel", "digits", "--w-std", "-1"], "w_std"),
+])
+def test_kernel_bad_input_is_a_clear_error(argv, phrase, capsys):
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error:") and phrase in err
+
+
+def test_missing_data_file_names_it(tmp_path):
+    with pytest.raises(SystemExit, match="no data file"):
+        main(["kernel", str(tmp_path / "absent.npy")])
