@@ -148,7 +148,7 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("study", help="the main job: kernels of many activations on embedded data")
     s.add_argument("--out", "-o", default="infnet-study", help="report folder")
     s.add_argument("--activations", nargs="+",
-                   default=["relu", "erf", "gelu", "swish", "tanh", "sin", "hermite"])
+                   default=["relu", "erf", "gelu", "swish", "sin", "hermite"])
     s.add_argument("--depths", nargs="+", type=int, default=[1, 2, 3, 5, 10, 20, 50])
     s.add_argument("--n", type=int, default=1797, help="digits used (at most 1797)")
     s.add_argument("--seed", type=int, default=0)

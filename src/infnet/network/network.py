@@ -78,7 +78,9 @@ class Network:
     def angle_kernel(self, theta, sq: float = 1.0, width: int = 1) -> tuple[Tensor, Tensor]:
         """Exact (layer by layer) NNGP and NTK of two inputs with x.x/d = x'.x'/d = sq at angle
         theta; the function the fast path tabulates."""
-        theta = torch.as_tensor(theta, dtype=torch.float64).reshape(-1)
+        theta = torch.as_tensor(theta, dtype=torch.float64)
+        shape = theta.shape
+        theta = theta.reshape(-1)
         q = torch.tensor(float(sq), dtype=torch.float64)
         # the variances come from the same rule as the pairs (entry 0 is theta = 0), so that
         # rho <= 1 holds to rounding and small angles are not clamped to 0 by a mismatch
@@ -87,7 +89,7 @@ class Network:
         for layer in self.layers:
             nngp, ntk, w = layer.apply(m)
             m = Moments(nngp, ntk, nngp[0], nngp[0], w)
-        return m.nngp[1:], m.ntk[1:]
+        return m.nngp[1:].reshape(shape), m.ntk[1:].reshape(shape)
 
     # ---- kernels on data ---------------------------------------------------------------------------
     def kernel(self, x1, x2=None, *, block: int = 512, dtype: torch.dtype = torch.float64,
@@ -144,15 +146,16 @@ class Network:
             for j in range(i if symmetric else 0, n2, block):
                 b = x2[j:j + block]
                 g = a @ b.T
+                dest = [nngp[i:i + block, j:j + block], ntk[i:i + block, j:j + block]]
                 if table is not None:
                     theta = _angles(g, a, b, d * equal)
-                    k, t = table.evaluate_theta(theta)
+                    k, t = table.evaluate_theta(theta, out=dest)
                 else:
                     rows, cols = slice(i, i + block), slice(j, j + block)
                     k, t = self.pairs(g.div_(d), [q[rows, None] for q in qs1],
                                       [q[None, cols] for q in qs2], d)
-                nngp[i:i + block, j:j + block] = k
-                ntk[i:i + block, j:j + block] = t
+                    dest[0].copy_(k)
+                    dest[1].copy_(t)
                 if symmetric and j != i:
                     nngp[j:j + block, i:i + block] = k.T
                     ntk[j:j + block, i:i + block] = t.T
@@ -173,17 +176,21 @@ class Network:
 
 
 def _angles(g: Tensor, a: Tensor, b: Tensor, norm2: float) -> Tensor:
-    """theta = arccos(g / norm2) in place, recomputed from |a_i - b_j| where rho is near 1."""
+    """theta = arccos(g / norm2) in place; near rho = 1 (rho = -1) recomputed from the chord
+    |a_i - b_j| (|a_i + b_j|), where arccos of a rounded rho would be off by ~1e-8."""
     rho = g.div_(norm2).clamp_(-1.0, 1.0)
-    near = rho > _SMALL_ANGLE_RHO
-    if bool(near.any()):
-        r, c = near.nonzero(as_tuple=True)
-        diff = a[r] - b[c]
-        half_chord = ((diff * diff).sum(1) / (4 * norm2)).sqrt().clamp_(max=1.0)
-        theta = rho.acos_()
-        theta[r, c] = 2 * torch.asin(half_chord)
-        return theta
-    return rho.acos_()
+    near = rho.abs() > _SMALL_ANGLE_RHO
+    if not bool(near.any()):
+        return rho.acos_()
+    r, c = near.nonzero(as_tuple=True)
+    opposite = rho[r, c] < 0
+    sign = 1.0 - 2.0 * opposite.to(a.dtype)  # a - b near rho = 1, a + b near rho = -1
+    diff = a[r] - sign[:, None] * b[c]
+    half_chord = ((diff * diff).sum(1) / (4 * norm2)).sqrt().clamp_(max=1.0)
+    small = 2 * torch.asin(half_chord)
+    theta = rho.acos_()
+    theta[r, c] = torch.where(opposite, torch.pi - small, small)
+    return theta
 
 
 def _common_value(sq: Tensor) -> float | None:

@@ -12,6 +12,7 @@ costs an arccos, an index and two cubic polynomials, whatever the depth and the 
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Callable
 
 import numpy as np
@@ -100,6 +101,10 @@ class AngleTable:
             if np.all(err <= 4 * tol * np.maximum(scale, 1e-300)) or m >= _MAX_INTERVALS:
                 break
             m *= 2
+        if np.any(err > 4 * tol * np.maximum(scale, 1e-300)):
+            warnings.warn(f"the kernel's table reaches only {float((err / scale).max()):.1e} "
+                          f"relative accuracy with {m} cubic pieces (sharp features in theta, "
+                          "e.g. a deep network in the chaotic phase)", stacklevel=3)
         self.intervals = m
         self.error = err  # of the cubic against the series, per output
         self._pieces = pieces
@@ -120,8 +125,9 @@ class AngleTable:
             self._cache[key] = [[t[o, j].contiguous() for j in range(4)] for o in range(t.shape[0])]
         return self._cache[key]
 
-    def evaluate_theta(self, theta: Tensor) -> list[Tensor]:
-        """Values at angles theta in [0, pi]; ``theta`` is overwritten (used as scratch space)."""
+    def evaluate_theta(self, theta: Tensor, out: list[Tensor] | None = None) -> list[Tensor]:
+        """Values at angles theta in [0, pi]; ``theta`` is overwritten (used as scratch space).
+        ``out``: tensors (views allowed) of theta's shape to write the outputs into."""
         coefs = self._coefficients(theta.dtype, theta.device)
         m = self.intervals
         t = theta.mul_(m / math.pi)
@@ -129,9 +135,10 @@ class AngleTable:
         s = t.sub_(idx).mul_(2.0).sub_(1.0)
         idx = idx.to(torch.int64)
         results = []
-        for cs in coefs:
+        for o, cs in enumerate(coefs):
             acc = torch.take(cs[3], idx)
-            for j in (2, 1, 0):
-                acc.mul_(s).add_(torch.take(cs[j], idx))
-            results.append(acc)
+            acc = torch.addcmul(torch.take(cs[2], idx), acc, s)
+            acc = torch.addcmul(torch.take(cs[1], idx), acc, s)
+            dest = None if out is None else out[o]
+            results.append(torch.addcmul(torch.take(cs[0], idx), acc, s, out=dest))
         return results
