@@ -179,9 +179,10 @@ def _angles(g: Tensor, a: Tensor, b: Tensor, norm2: float) -> Tensor:
     """theta = arccos(g / norm2) in place; near rho = 1 (rho = -1) recomputed from the chord
     |a_i - b_j| (|a_i + b_j|), where arccos of a rounded rho would be off by ~1e-8."""
     rho = g.div_(norm2).clamp_(-1.0, 1.0)
-    near = rho.abs() > _SMALL_ANGLE_RHO
-    if not bool(near.any()):
+    lo, hi = torch.aminmax(rho)
+    if float(hi) <= _SMALL_ANGLE_RHO and float(lo) >= -_SMALL_ANGLE_RHO:
         return rho.acos_()
+    near = rho.abs() > _SMALL_ANGLE_RHO
     r, c = near.nonzero(as_tuple=True)
     opposite = rho[r, c] < 0
     sign = 1.0 - 2.0 * opposite.to(a.dtype)  # a - b near rho = 1, a + b near rho = -1
