@@ -59,7 +59,6 @@ class Activation:
     derivative_fn: Callable[..., Tensor] | None = None
     formula: str = ""
     source: str = ""
-    domain: tuple[float, float] | None = None  # largest variance for which the kernel is finite
     gain: float = 1.0  # the activation is gain * fn; kernels scale by gain^2
 
     # ---- the function -------------------------------------------------------------------
@@ -154,10 +153,8 @@ class Activation:
                     "derivative is a Dirac mass, so the NTK diagonal diverges. Use the NNGP, or a "
                     "smooth version (erf for sign, sigmoid for step).")
             raise KernelOverflowError(
-                f"the kernel of {self.name!r} is not finite at {where}"
-                + (f"; it is finite only for variances below {self.domain[1]:.6g}"
-                   if self.domain else "")
-                + ". Lower w_std/b_std or the input scale.")
+                f"the kernel of {self.name!r} is not finite at {where}: its Gaussian expectation "
+                "diverges or overflows at these variances. Lower w_std/b_std or the input scale.")
         return K, Kdot
 
     # ---- normalized dual --------------------------------------------------------------------

@@ -40,10 +40,6 @@ class Moments:
     q2: Tensor
     width: int | None
 
-    def diagonal(self) -> Moments:
-        """Moments of each input with itself (after a layer's update of nngp)."""
-        return Moments(self.nngp, self.ntk, self.nngp, self.nngp, self.width)
-
 
 @dataclass(frozen=True)
 class Dense:
