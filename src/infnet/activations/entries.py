@@ -12,7 +12,8 @@ from . import closed_forms as cf
 from .catalog import register
 
 
-def _positive(**names):
+def positive(*names):
+    """A parameter check: the named parameters must be > 0 (shared by the entry modules)."""
     def check(**values):
         for n in names:
             if not values[n] > 0:
@@ -74,14 +75,14 @@ register("selu", lambda x, scale, alpha: scale * F.elu(x, alpha),
          defaults={"scale": 1.0507009873554805, "alpha": 1.6732632423543772}, kinks=(0.0,))
 register("celu", lambda x, alpha: F.celu(x, alpha),
          formula="max(0, x) + min(0, alpha (e^(x/alpha) - 1))", source="Barron 2017",
-         defaults={"alpha": 1.0}, kinks=(0.0,), check=_positive(alpha=True))
+         defaults={"alpha": 1.0}, kinks=(0.0,), check=positive("alpha"))
 register("softsign", lambda x: x / (1 + x.abs()), formula="x / (1 + |x|)",
          source="Turian, Bergstra & Bengio 2009", kinks=(0.0,))
 
 # ---- smooth with closed forms -------------------------------------------------------------
 register("erf", lambda x, scale: torch.erf(scale * x), formula="erf(scale x)",
          source="kernel: Williams 1997", defaults={"scale": 1.0},
-         closed_form=cf.erf, check=_positive(scale=True))
+         closed_form=cf.erf, check=positive("scale"))
 register("gelu", lambda x: x * 0.5 * (1 + torch.erf(x / math.sqrt(2))), formula="x Phi(x)",
          source="Hendrycks & Gimpel 2016; kernel: Tsuchida et al. 2020 (arXiv 2002.08517)",
          closed_form=cf.gelu)
@@ -98,7 +99,7 @@ register("cos", lambda x, amplitude, frequency, phase: amplitude * torch.cos(fre
 register("rff", lambda x, gamma: math.sqrt(2) * torch.sin(math.sqrt(2 * gamma) * x + math.pi / 4),
          formula="sqrt(2) sin(sqrt(2 gamma) x + pi/4)",
          source="random Fourier features, Rahimi & Recht 2007: K = exp(-gamma |u - v|^2)",
-         defaults={"gamma": 1.0}, check=_positive(gamma=True),
+         defaults={"gamma": 1.0}, check=positive("gamma"),
          closed_form=lambda q1, q2, c, gamma: cf.sine(
              q1, q2, c, amplitude=math.sqrt(2), frequency=math.sqrt(2 * gamma), phase=math.pi / 4))
 register("exp", lambda x, amplitude, rate: amplitude * torch.exp(rate * x), formula="a exp(b x)",
@@ -113,10 +114,11 @@ register("gaussian", lambda x, amplitude, rate: amplitude * torch.exp(rate * x *
              q1, q2, c, amplitude=amplitude, rate=rate))
 register("snake", lambda x, a: x + torch.sin(a * x) ** 2 / a, formula="x + sin^2(a x) / a",
          source="Ziyin, Hartwig & Ueda 2020 (arXiv 2006.08195)", defaults={"a": 1.0},
-         closed_form=cf.snake, check=_positive(a=True))
+         closed_form=cf.snake, check=positive("a"))
 
 
-def _poly_fn(x, coefficients):
+def horner(x, coefficients):
+    """sum_i p_i x^i by Horner's rule (shared by the entry modules)."""
     out = torch.zeros_like(x)
     for p in reversed(tuple(coefficients)):
         out = out * x + p
@@ -128,7 +130,7 @@ def _poly_check(coefficients):
         raise ValueError("polynomial needs at least one coefficient")
 
 
-register("polynomial", _poly_fn, formula="sum_i p_i x^i (coefficients p_0, p_1, ...)",
+register("polynomial", horner, formula="sum_i p_i x^i (coefficients p_0, p_1, ...)",
          source="exact by Isserlis' theorem", defaults={"coefficients": (0.0, 1.0)},
          closed_form=cf.polynomial, check=_poly_check)
 register("monomial", lambda x, k: x**k, formula="x^k", source="exact by Isserlis' theorem",
@@ -143,7 +145,7 @@ def _nonneg_int(name, k):
         raise ValueError(f"{name} must be an integer >= 0, got {k!r}")
 
 
-register("hermite", lambda x, k: _poly_fn(x, cf.hermite_coefficients(k)),
+register("hermite", lambda x, k: horner(x, cf.hermite_coefficients(k)),
          formula="h_k(x) = He_k(x) / sqrt(k!) (normalized probabilists' Hermite)",
          source="dual rho^k (Daniely et al. 2016); infinite depth: 1-NN for k >= 2",
          defaults={"k": 2}, check=lambda k: _nonneg_int("k", k),
@@ -175,7 +177,7 @@ register("gelu_tanh", lambda x: F.gelu(x, approximate="tanh"),
          formula="x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))) / 2",
          source="Hendrycks & Gimpel 2016 (tanh approximation)")
 register("softplus", lambda x, beta: F.softplus(x, beta=beta), formula="log(1 + e^(beta x)) / beta",
-         source="Dugas et al. 2001", defaults={"beta": 1.0}, check=_positive(beta=True),
+         source="Dugas et al. 2001", defaults={"beta": 1.0}, check=positive("beta"),
          derivative=lambda x, beta: torch.sigmoid(beta * x))
 register("mish", F.mish, formula="x tanh(softplus(x))", source="Misra 2019 (arXiv 1908.08681)")
 register("bent_identity", lambda x: (torch.sqrt(x * x + 1) - 1) / 2 + x,

@@ -17,18 +17,11 @@ import torch.nn.functional as F
 from . import closed_forms as cf
 from . import quadrature
 from .catalog import register
+from .entries import horner, positive
 
 Tensor = torch.Tensor
 SQRT2 = math.sqrt(2.0)
 INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
-
-
-def _positive(*names):
-    def check(**values):
-        for n in names:
-            if not values[n] > 0:
-                raise ValueError(f"parameter {n} must be > 0, got {values[n]!r}")
-    return check
 
 
 def _nonnegative(*names):
@@ -64,7 +57,7 @@ register("sau", _sau,
                 "reimplementations drop the factor (1 - alpha) of the exp term (a difference of at "
                 "most alpha / (n sqrt(2 pi)) ~ 3e-6). Kernel: exact, leaky ReLU's at variances "
                 "q + 1/n^2",
-         defaults={"alpha": 0.15, "n": 20000.0}, check=_positive("n"),
+         defaults={"alpha": 0.15, "n": 20000.0}, check=positive("n"),
          closed_form=_sau_kernel, aliases=("smooth_activation_unit",))
 
 
@@ -80,11 +73,11 @@ _APA_SOURCE = ("Alexandridis, Deng, Nguyen & Luo 2024, Adaptive Parametric Activ
                "default lambda = kappa = 1 is the paper's special case that gives ")
 register("apa", _apa, formula="(lambda exp(-kappa x) + 1)^(-1/lambda)",
          source=_APA_SOURCE + "the logistic sigmoid (lambda -> 0: Gumbel exp(-exp(-kappa x)))",
-         defaults={"lambd": 1.0, "kappa": 1.0}, check=_positive("lambd"))
+         defaults={"lambd": 1.0, "kappa": 1.0}, check=positive("lambd"))
 register("aglu", lambda x, lambd, kappa: x * _apa(x, lambd, kappa),
          formula="x (lambda exp(-kappa x) + 1)^(-1/lambda) = x APA(x)",
          source=_APA_SOURCE + "SiLU", defaults={"lambd": 1.0, "kappa": 1.0},
-         check=_positive("lambd"))
+         check=positive("lambd"))
 
 
 # ---- PAU: safe Pade activation unit ------------------------------------------------------------
@@ -98,9 +91,7 @@ PAU_LEAKY_RELU_DENOMINATOR = (3.30847488e-06, 3.98021568e00, 5.12471206e-07, 3.0
 
 def _pade(x, numerator, denominator):
     """P(x) / Q(x), P = sum_k a_k x^k (k = 0..m), Q = 1 + sum_k |b_k| |x|^k (k = 1..n)."""
-    p = torch.zeros_like(x)
-    for a in reversed(tuple(numerator)):
-        p = p * x + a
+    p = horner(x, numerator)
     ax = x.abs()
     q = torch.zeros_like(x)
     for b in reversed(tuple(denominator)):
@@ -152,7 +143,7 @@ register("cauchy", lambda x, lambda1, lambda2, d: (lambda1 * x + lambda2) / (x *
 
 # ---- elephant ------------------------------------------------------------------------------------
 def _elephant_check(a, d):
-    _positive("a")(a=a)
+    positive("a")(a=a)
     if not d >= 1:
         raise ValueError(f"elephant needs d >= 1 (below 1 its derivative is unbounded at 0, and "
                          f"for d <= 1/2 the NTK is infinite); got d = {d!r}")
@@ -174,10 +165,6 @@ register("elephant", lambda x, a, d: 1.0 / (1.0 + (x / a).abs() ** d),
 
 
 # ---- HeLU: hysteresis ReLU ----------------------------------------------------------------------
-def _normal_cdf(x):
-    return 0.5 * torch.erfc(-x / SQRT2)
-
-
 def _owens_t(h, a, nodes: int = 64):
     """Owen's T(h, a) = (1/2 pi) int_0^a exp(-h^2 (1 + x^2) / 2) / (1 + x^2) dx for h > 0, a >= 0
     (a = inf allowed): Gauss-Legendre on [0, a] for a <= 1, else the identity
@@ -189,7 +176,7 @@ def _owens_t(h, a, nodes: int = 64):
     x = a_s.unsqueeze(-1) * (t + 1) / 2
     small = (a_s / (4 * math.pi)) * (w * torch.exp(-0.5 * h_s.unsqueeze(-1) ** 2 * (1 + x * x))
                                      / (1 + x * x)).sum(-1)
-    ph, pah = _normal_cdf(h), _normal_cdf(a * h)
+    ph, pah = torch.special.ndtr(h), torch.special.ndtr(a * h)
     return torch.where(big, 0.5 * ph + 0.5 * pah - ph * pah - small, small)
 
 
@@ -207,7 +194,7 @@ def _helu_kernel(q1, q2, c, alpha):
         num = q - c
         a = torch.where(num == 0, torch.zeros_like(num), num / root)
         h = alpha / q.sqrt()
-        return 0.5 * _normal_cdf(h) - torch.sign(a) * _owens_t(h, a.abs())
+        return 0.5 * torch.special.ndtr(h) - torch.sign(a) * _owens_t(h, a.abs())
 
     return K, t_term(q1) + t_term(q2)
 
@@ -408,6 +395,6 @@ register("mittag_leffler", _ml_gated,
                 "alpha = beta = gamma = 1 give SiLU/swish",
          defaults={"alpha": 1.0, "beta": 1.0, "gamma": 1.0},
          check=lambda alpha, beta, gamma: (_check_ml_parameters(alpha, beta),
-                                           _positive("gamma")(gamma=gamma)),
+                                           positive("gamma")(gamma=gamma)),
          derivative=lambda x, alpha, beta, gamma: _ml_gated_parts(x, alpha, beta, gamma)[1],
          aliases=("ml_gated", "mittag_leffler_gated"))
