@@ -231,7 +231,7 @@ def _arctan_gate(x):
 
 
 def _gelu_gate(x):
-    return 0.5 * (1 + torch.erf(x / SQRT2))
+    return torch.special.ndtr(x)
 
 
 register("atlu", lambda x: x * _arctan_gate(x), formula="x (arctan(x) / pi + 1/2)",
