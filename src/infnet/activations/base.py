@@ -19,6 +19,8 @@ from . import quadrature
 Tensor = torch.Tensor
 KernelFn = Callable[..., tuple[Tensor, Tensor]]
 
+#: output angles within this of 0 or pi are recomputed without cancellation (``pair_map``)
+NEAR_ANGLE = 1e-3
 #: relative slack allowed for |c| > sqrt(q1 q2) from rounding before it is an error
 _CORR_SLACK = 1e-9
 
@@ -46,6 +48,9 @@ class Activation:
         mass and Kdot needs a closed form.
     closed_form : callable, optional
         ``closed_form(q1, q2, c, **params) -> (K, Kdot)``; the quadrature is used otherwise.
+    angle_form : callable, optional
+        ``angle_form(q1, q2, theta, **params) -> (K, Kdot, theta_out)``: the closed form in terms
+        of the angle, with the output angle, both exact near rho = +-1 (kinked units need it).
     derivative : callable, optional
         ``derivative(x, **params)``; autograd of ``fn`` when absent.
     """
@@ -56,6 +61,7 @@ class Activation:
     kinks: tuple[float, ...] = ()
     jumps: bool = False
     closed_form: KernelFn | None = None
+    angle_form: KernelFn | None = None
     derivative_fn: Callable[..., Tensor] | None = None
     formula: str = ""
     source: str = ""
@@ -100,8 +106,9 @@ class Activation:
         return self._checked(K, Kdot, q1, q2)
 
     def numerical_kernel(self, q1, q2, c, nodes_angle: int | None = None,
-                         nodes_radius: int | None = None) -> tuple[Tensor, Tensor]:
-        """(K, Kdot) by quadrature, whether or not a closed form exists (for checks)."""
+                         nodes_radius: int | None = None, theta=None) -> tuple[Tensor, Tensor]:
+        """(K, Kdot) by quadrature, whether or not a closed form exists (for checks). ``theta``:
+        the angle of the pairs when known more accurately than from c (near rho = +-1)."""
         q1, q2, c = _check_moments(q1, q2, c)
         if self.jumps:
             raise NotImplementedError(
@@ -110,8 +117,47 @@ class Activation:
                 "continuous activation")
         K, Kdot = quadrature.gaussian_expectation(
             [(self, self), (self.derivative, self.derivative)], q1, q2, c, self.kinks,
-            **_nodes(nodes_angle, nodes_radius))
+            theta=theta, **_nodes(nodes_angle, nodes_radius))
         return K, Kdot
+
+    def pair_map(self, q1, q2, c, theta, q1_out, q2_out) -> tuple[Tensor, Tensor, Tensor]:
+        """One activation layer on pairs whose angle theta is known (to ~1e-16 absolute, also
+        near rho = +-1 where c has lost it): (K, Kdot, theta_out), theta_out the angle of the
+        outputs, whose variances q1_out, q2_out the caller has from the diagonal pass.
+
+        The angle form gives theta_out exactly; otherwise it is arccos(K / sqrt(q1_out q2_out)),
+        and where that is within ``NEAR_ANGLE`` of 0 or pi (where it would lose digits) it is
+        recomputed from 1 -+ rho' = E[(phi(u)/a -+ phi(v)/b)^2] / 2, a = sqrt(q1_out),
+        b = sqrt(q2_out), integrands without cancellation.
+        """
+        if self.angle_form is not None:
+            q1, q2, theta = torch.broadcast_tensors(q1, q2, theta)
+            K, Kdot, out = self.angle_form(q1, q2, theta, **self.params)
+            K, Kdot = self._checked(self.gain**2 * K, self.gain**2 * Kdot, q1, q2)
+            return K, Kdot, out
+        if self.closed_form is not None:
+            K, Kdot = self.kernel(q1, q2, c)
+        else:
+            q1c, q2c, cc = _check_moments(q1, q2, c)
+            K, Kdot = self._checked(*self.numerical_kernel(q1c, q2c, cc, theta=theta), q1c, q2c)
+        return K, Kdot, self._output_angle(K, q1, q2, theta, q1_out, q2_out)
+
+    def _output_angle(self, K, q1, q2, theta, q1_out, q2_out) -> Tensor:
+        q1, q2, theta, q1_out, q2_out = torch.broadcast_tensors(q1, q2, theta, q1_out, q2_out)
+        out = corr_angle(q1_out, q2_out, K)[1].clone()
+        same = (theta == 0) & (q1 == q2)  # one input twice stays one input
+        out[same] = 0.0
+        near = ((out < NEAR_ANGLE) | (out > math.pi - NEAR_ANGLE)) & ~same
+        if bool(near.any()) and not self.jumps:
+            sel = near.nonzero(as_tuple=True)
+            gap, gap_plus = quadrature.gaussian_expectation(
+                [lambda u, v, a, b: (self(u) / a - self(v) / b) ** 2,
+                 lambda u, v, a, b: (self(u) / a + self(v) / b) ** 2],
+                q1[sel], q2[sel], (q1[sel] * q2[sel]).sqrt() * torch.cos(theta[sel]), self.kinks,
+                theta=theta[sel], entry_data=(q1_out[sel].sqrt(), q2_out[sel].sqrt()))
+            out[sel] = 2 * torch.atan2((gap / 2).clamp(min=0).sqrt(),
+                                       (gap_plus / 2).clamp(min=0).sqrt())
+        return out
 
     def diagonal_kernel(self, q) -> tuple[Tensor, Tensor]:
         """(K, Kdot) at u = v: (E[phi(sqrt(q) z)^2], E[phi'(sqrt(q) z)^2]), by 1-D quadrature

@@ -24,6 +24,9 @@ class Entry:
     kinks: tuple[float, ...] | Callable[..., tuple[float, ...]] = ()
     jumps: bool = False
     closed_form: Callable[..., Any] | None = None
+    #: the closed form as a function of the angle, also giving the output angle (exact near
+    #: rho = +-1): ``angle_form(q1, q2, theta, **params) -> (K, Kdot, theta_out)``
+    angle_form: Callable[..., Any] | None = None
     #: predicate on the parameters: is the closed form valid for them (default: always)
     closed_when: Callable[..., bool] | None = None
     derivative: Callable[..., Any] | None = None
@@ -100,13 +103,13 @@ def activation(name_or_fn, **params) -> Activation:
     if e.factory is not None:
         return e.factory(e, values)
     kinks = e.kinks(**values) if callable(e.kinks) else e.kinks
-    closed = e.closed_form
+    closed, angle = e.closed_form, e.angle_form
     if closed is not None and e.closed_when is not None and not e.closed_when(**values):
-        closed = None
+        closed = angle = None
     return Activation(fn=e.fn, name=e.name, params=values,
                       kinks=tuple(sorted(float(k) for k in kinks)), jumps=e.jumps,
-                      closed_form=closed, derivative_fn=e.derivative, formula=e.formula,
-                      source=e.source)
+                      closed_form=closed, angle_form=angle, derivative_fn=e.derivative,
+                      formula=e.formula, source=e.source)
 
 
 _LOADED = False

@@ -19,38 +19,75 @@ Tensor = torch.Tensor
 PI = math.pi
 
 
-def piecewise_linear(q1, q2, c, *, neg: float, pos: float):
-    """phi = neg * min(x, 0) + pos * max(x, 0) (ReLU, leaky ReLU, abs, identity).
+def angle_out(gap: Tensor, gap_plus: Tensor) -> Tensor:
+    """The output angle theta' = arccos(rho') from 1 - rho' and 1 + rho', each computed without
+    cancellation: 2 atan2(sqrt(1 - rho'), sqrt(1 + rho')) is exact at both ends."""
+    return 2 * torch.atan2(gap.clamp(min=0.0).sqrt(), gap_plus.clamp(min=0.0).sqrt())
 
-    K = (a-b)^2/(2 pi) sqrt(q1 q2 - c^2) + [(a^2+b^2)/2 - (a-b)^2 theta/(2 pi)] c,
-    Kdot = (a^2+b^2)/2 - (a-b)^2 theta/(2 pi)   (Cho & Saul 2009, generalized).
+
+def piecewise_linear_angle(q1, q2, theta, *, neg: float, pos: float):
+    """phi = neg * min(x, 0) + pos * max(x, 0) (ReLU, leaky ReLU, abs, identity), as a function of
+    the angle: with m = (a^2 + b^2)/2, d2 = (a - b)^2, r = sqrt(q1 q2),
+
+    K = r [d2 sin(theta) / (2 pi) + Kdot cos(theta)],  Kdot = m - d2 theta / (2 pi)
+    (Cho & Saul 2009, generalized), and the output angle from
+    1 -+ rho' = [m (1 -+ cos theta) +- d2 (theta cos theta - sin theta) / (2 pi)] / m.
     """
-    s, theta = corr_angle(q1, q2, c)
+    r = (q1 * q2).sqrt()
     d2 = (neg - pos) ** 2
-    kdot = (neg * neg + pos * pos) / 2 - d2 * theta / (2 * PI)
-    return d2 / (2 * PI) * s + kdot * c, kdot
+    m = (neg * neg + pos * pos) / 2
+    cos, sin = torch.cos(theta), torch.sin(theta)
+    kdot = m - d2 * theta / (2 * PI)
+    k = r * (d2 / (2 * PI) * sin + kdot * cos)
+    wedge = d2 / (2 * PI) * (theta * cos - sin)  # <= 0, O(theta^3) near 0
+    gap = (2 * m * torch.sin(theta / 2) ** 2 + wedge) / m
+    gap_plus = (2 * m * torch.cos(theta / 2) ** 2 - wedge) / m
+    return k, kdot, angle_out(gap, gap_plus)
 
 
-def arccos_kernel(q1, q2, c, *, n: int):
-    """phi = max(x, 0)^n, n = 0, 1, 2 (Cho & Saul 2009): K = (q1 q2)^(n/2) J_n(theta) / (2 pi),
-    Kdot = n^2 (q1 q2)^((n-1)/2) J_(n-1)(theta) / (2 pi); step's Kdot is Price's 1/(2 pi s)."""
-    s, theta = corr_angle(q1, q2, c)
-    j0 = (PI - theta) / (2 * PI)
-    j1 = (s + (PI - theta) * c) / (2 * PI)
-    if n == 0:
-        return j0, 1.0 / (2 * PI * s)
+def piecewise_linear(q1, q2, c, *, neg: float, pos: float):
+    """(K, Kdot) of ``piecewise_linear_angle`` at theta = arccos(c / sqrt(q1 q2))."""
+    return piecewise_linear_angle(q1, q2, corr_angle(q1, q2, c)[1], neg=neg, pos=pos)[:2]
+
+
+def arccos_kernel_angle(q1, q2, theta, *, n: int):
+    """phi = max(x, 0)^n, n = 0, 1, 2 (Cho & Saul 2009), r = sqrt(q1 q2):
+    K = r^n J_n(theta) / (2 pi), Kdot = n^2 r^(n-1) J_(n-1)(theta) / (2 pi); step's Kdot is
+    Price's 1 / (2 pi r sin theta). The output angle from 1 - rho' (no cancellation):
+    n = 0: theta / pi;  n = 2: [2 pi sin^2 theta + theta (1 + 2 cos^2 theta) - 3 sin cos] / (3 pi)."""
     if n == 1:
-        return j1, j0
+        return piecewise_linear_angle(q1, q2, theta, neg=0.0, pos=1.0)
+    r = (q1 * q2).sqrt()
+    cos, sin = torch.cos(theta), torch.sin(theta)
+    j0 = (PI - theta) / (2 * PI)
+    if n == 0:
+        gap = theta / PI
+        return j0 + 0 * r, 1.0 / (2 * PI * r * sin), angle_out(gap, 2 - gap)
     if n == 2:
-        return (3 * s * c + (PI - theta) * (q1 * q2 + 2 * c * c)) / (2 * PI), 4 * j1
+        j1 = r * (sin + (PI - theta) * cos) / (2 * PI)
+        k = r * r * (3 * sin * cos + (PI - theta) * (1 + 2 * cos * cos)) / (2 * PI)
+        gap = (2 * PI * sin * sin + theta * (1 + 2 * cos * cos) - 3 * sin * cos) / (3 * PI)
+        return k, 4 * j1, angle_out(gap, 2 - gap)
     raise ValueError("closed form only for n in {0, 1, 2}")
 
 
+def arccos_kernel(q1, q2, c, *, n: int):
+    """(K, Kdot) of ``arccos_kernel_angle`` at theta = arccos(c / sqrt(q1 q2))."""
+    return arccos_kernel_angle(q1, q2, corr_angle(q1, q2, c)[1], n=n)[:2]
+
+
+def sign_angle(q1, q2, theta):
+    """phi = sign(x): K = (2/pi) arcsin(rho) = 1 - 2 theta / pi; Kdot = dK/dc = 2 / (pi r sin theta)
+    (Price's theorem; neural-tangents sets it to 0 instead); 1 -+ rho' = 2 theta / pi,
+    2 (pi - theta) / pi."""
+    r = (q1 * q2).sqrt()
+    k = 1 - 2 * theta / PI + 0 * r
+    return k, 2 / (PI * r * torch.sin(theta)), angle_out(2 * theta / PI, 2 * (PI - theta) / PI)
+
+
 def sign(q1, q2, c):
-    """phi = sign(x): K = (2/pi) arcsin(rho) = 1 - 2 theta / pi; Kdot = dK/dc = 2 / (pi s)
-    (Price's theorem; neural-tangents sets it to 0 instead)."""
-    s, theta = corr_angle(q1, q2, c)
-    return 1 - 2 * theta / PI, 2 / (PI * s)
+    """(K, Kdot) of ``sign_angle`` at theta = arccos(c / sqrt(q1 q2))."""
+    return sign_angle(q1, q2, corr_angle(q1, q2, c)[1])[:2]
 
 
 def erf(q1, q2, c, *, scale: float):

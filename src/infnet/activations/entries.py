@@ -21,32 +21,41 @@ def positive(*names):
     return check
 
 
-def _pl(neg, pos):
-    return lambda q1, q2, c, **_: cf.piecewise_linear(q1, q2, c, neg=neg, pos=pos)
+def _pl(neg=None, pos=1.0):
+    """Closed form and angle form of a piecewise-linear unit; neg=None: the parameter alpha."""
+    def closed(q1, q2, c, alpha=None):
+        return cf.piecewise_linear(q1, q2, c, neg=alpha if neg is None else neg, pos=pos)
+
+    def angle(q1, q2, theta, alpha=None):
+        return cf.piecewise_linear_angle(q1, q2, theta, neg=alpha if neg is None else neg, pos=pos)
+
+    return {"closed_form": closed, "angle_form": angle}
 
 
 # ---- piecewise linear and rectified -------------------------------------------------------
 register("identity", lambda x: x, formula="x", source="linear network",
-         closed_form=_pl(1.0, 1.0), aliases=("linear",))
+         **_pl(1.0, 1.0), aliases=("linear",))
 register("relu", lambda x: torch.relu(x), formula="max(x, 0)",
          source="Nair & Hinton 2010; kernel: Cho & Saul 2009", kinks=(0.0,),
-         closed_form=_pl(0.0, 1.0), derivative=lambda x: (x > 0).to(x.dtype))
+         **_pl(0.0, 1.0), derivative=lambda x: (x > 0).to(x.dtype))
 register("leaky_relu", lambda x, alpha: F.leaky_relu(x, alpha),
          formula="max(x, 0) + alpha min(x, 0)", source="Maas, Hannun & Ng 2013",
          defaults={"alpha": 0.01}, kinks=(0.0,),
-         closed_form=lambda q1, q2, c, alpha: cf.piecewise_linear(q1, q2, c, neg=alpha, pos=1.0))
+         **_pl())
 register("prelu", lambda x, alpha: F.leaky_relu(x, alpha),
          formula="max(x, 0) + a min(x, 0), a learned (init 0.25)", source="He et al. 2015",
          defaults={"alpha": 0.25}, kinks=(0.0,),
-         closed_form=lambda q1, q2, c, alpha: cf.piecewise_linear(q1, q2, c, neg=alpha, pos=1.0))
+         **_pl())
 register("abs", lambda x: x.abs(), formula="|x|", source="absolute value",
-         kinks=(0.0,), closed_form=_pl(-1.0, 1.0))
+         kinks=(0.0,), **_pl(-1.0, 1.0))
 register("step", lambda x: (x > 0).to(x.dtype), formula="1[x > 0]",
          source="Heaviside; kernel: arc-cosine n = 0 (Cho & Saul 2009)", kinks=(0.0,), jumps=True,
-         closed_form=lambda q1, q2, c: cf.arccos_kernel(q1, q2, c, n=0), aliases=("heaviside",))
+         closed_form=lambda q1, q2, c: cf.arccos_kernel(q1, q2, c, n=0),
+         angle_form=lambda q1, q2, theta: cf.arccos_kernel_angle(q1, q2, theta, n=0),
+         aliases=("heaviside",))
 register("sign", lambda x: torch.sign(x), formula="sign(x)",
          source="sign; K = (2/pi) arcsin(rho); Kdot by Price's theorem", kinks=(0.0,), jumps=True,
-         closed_form=cf.sign)
+         closed_form=cf.sign, angle_form=cf.sign_angle)
 
 
 def _relu_power_check(n):
@@ -57,6 +66,7 @@ def _relu_power_check(n):
 register("relu_power", lambda x, n: torch.relu(x) ** n, formula="max(x, 0)^n",
          source="arc-cosine kernels, Cho & Saul 2009", defaults={"n": 2}, kinks=(0.0,),
          closed_form=lambda q1, q2, c, n: cf.arccos_kernel(q1, q2, c, n=n),
+         angle_form=lambda q1, q2, theta, n: cf.arccos_kernel_angle(q1, q2, theta, n=n),
          closed_when=lambda n: n <= 2, check=_relu_power_check, aliases=("squared_relu",))
 register("hardtanh", lambda x, min_val, max_val: x.clamp(min_val, max_val),
          formula="clip(x, min_val, max_val)", source="Collobert 2004",

@@ -121,12 +121,15 @@ def gaussian_expectation(
     q1: Tensor, q2: Tensor, c: Tensor,
     kinks_f: Sequence[float] = (), kinks_g: Sequence[float] | None = None,
     nodes_angle: int = NODES_ANGLE, nodes_radius: int = NODES_RADIUS, adaptive: bool = True,
+    theta: Tensor | None = None, entry_data: Sequence[Tensor] = (),
 ) -> list[Tensor]:
-    """E[f(u) g(v)] for each pair (f, g) in ``fns``, all at once on the same nodes.
+    """E[f(u) g(v)] for each pair (f, g) in ``fns``, all at once on the same nodes; an item of
+    ``fns`` may also be one function ``h(u, v, *entry_data)`` of both (``entry_data``: tensors
+    of one value per entry, broadcast against the nodes).
 
-    q1, q2, c: float tensors of one shape (broadcast by the caller); the kinks are the points
-    where f (resp. g) or its derivative is not smooth. Returns one tensor per pair, of the
-    shape of c. Cost: (4 + corners) * nodes_angle * (1 + kinks) * nodes_radius evaluations
+    q1, q2, c: float tensors of one shape (broadcast by the caller); ``theta``: their angle when
+    known more accurately than arccos(c / sqrt(q1 q2)); the kinks are the points where f (resp.
+    g) or its derivative is not smooth. Returns one tensor per item, of the shape of c. Cost: (4 + corners) * nodes_angle * (1 + kinks) * nodes_radius evaluations
     per entry, in chunks of bounded memory. With ``adaptive``, the node counts grow (by 1.4x
     steps) until two successive counts agree to ``SELF_CHECK_TOL`` on a sample of the hardest
     entries (largest variances, correlations nearest +-1), and the verified count is used.
@@ -134,9 +137,12 @@ def gaussian_expectation(
     kinks_f = tuple(float(k) for k in kinks_f)
     kinks_g = kinks_f if kinks_g is None else tuple(float(k) for k in kinks_g)
     shape = c.shape
-    q1, q2, c = (t.reshape(-1) for t in torch.broadcast_tensors(q1, q2, c))
+    if theta is None:
+        theta = torch.atan2((q1 * q2 - c * c).clamp(min=0.0).sqrt(), c)  # exact near rho = +-1
+    q1, q2, theta, *data = (t.reshape(-1) for t in torch.broadcast_tensors(q1, q2, theta,
+                                                                            *entry_data))
     if adaptive:
-        nodes_angle, nodes_radius = _choose_nodes(fns, q1, q2, c, kinks_f, kinks_g,
+        nodes_angle, nodes_radius = _choose_nodes(fns, q1, q2, theta, data, kinks_f, kinks_g,
                                                   nodes_angle, nodes_radius)
     nonzero = sum(1 for k in kinks_f if k) + sum(1 for k in kinks_g if k)
     n_pieces = (5 + sum(1 for a in kinks_f for b in kinks_g if (a, b) != (0.0, 0.0))
@@ -147,7 +153,8 @@ def gaussian_expectation(
     outs: list[list[Tensor]] = [[] for _ in fns]
     for start in range(0, q1.numel(), chunk):
         sl = slice(start, start + chunk)
-        for o, val in zip(outs, _expectation_chunk(fns, q1[sl], q2[sl], c[sl], kinks_f, kinks_g,
+        for o, val in zip(outs, _expectation_chunk(fns, q1[sl], q2[sl], theta[sl],
+                                                   [d[sl] for d in data], kinks_f, kinks_g,
                                                    nodes_angle, nodes_radius), strict=True):
             o.append(val)
     return [torch.cat(o).reshape(shape) for o in outs]
@@ -158,15 +165,14 @@ SELF_CHECK_TOL = 2e-14
 _MAX_NODES = 240
 
 
-def _choose_nodes(fns, q1, q2, c, kinks_f, kinks_g, nodes_angle, nodes_radius):
+def _choose_nodes(fns, q1, q2, theta, data, kinks_f, kinks_g, nodes_angle, nodes_radius):
     """Smallest node counts, from the given ones up, that agree with the next larger ones."""
     n = q1.numel()
-    rho = c / (q1 * q2).sqrt().clamp(min=1e-300)
-    picks = {int(q1.argmax()), int(q2.argmax()), int(rho.argmax()), int(rho.argmin()),
+    picks = {int(q1.argmax()), int(q2.argmax()), int(theta.argmin()), int(theta.argmax()),
              int((q1 * q2).argmax())}
     picks.update(range(0, n, max(1, n // 2)))
     idx = torch.tensor(sorted(picks), device=q1.device)
-    sample = (q1[idx], q2[idx], c[idx])
+    sample = (q1[idx], q2[idx], theta[idx], [d[idx] for d in data])
     prev = _expectation_chunk(fns, *sample, kinks_f, kinks_g, nodes_angle, nodes_radius)
     while True:
         na, nr = int(nodes_angle * 1.4), int(nodes_radius * 1.4)
@@ -179,10 +185,8 @@ def _choose_nodes(fns, q1, q2, c, kinks_f, kinks_g, nodes_angle, nodes_radius):
         nodes_angle, nodes_radius, prev = na, nr, cur
 
 
-def _expectation_chunk(fns, q1, q2, c, kinks_f, kinks_g, nodes_angle, nodes_radius):
+def _expectation_chunk(fns, q1, q2, t0, data, kinks_f, kinks_g, nodes_angle, nodes_radius):
     s1, s2 = q1.sqrt(), q2.sqrt()
-    det = (q1 * q2 - c * c).clamp(min=0.0)
-    t0 = torch.atan2(det.sqrt(), c)  # in [0, pi]; exact near rho = +-1 unlike arccos(rho)
     cos0, sin0 = torch.cos(t0), torch.sin(t0)
     ang = _angles(s1, s2, cos0, sin0, t0, kinks_f, kinks_g)  # (N, P)
     lo = torch.cat([torch.full_like(t0, -math.pi / 2).unsqueeze(-1), ang], dim=-1)
@@ -197,9 +201,11 @@ def _expectation_chunk(fns, q1, q2, c, kinks_f, kinks_g, nodes_angle, nodes_radi
     weight = wr * r * torch.exp(-0.5 * r * r) * wt[..., None, None] / (2 * math.pi)
     u = r * a_t[..., None, None]
     v = r * b_t[..., None, None]
+    data = [d.reshape(-1, 1, 1, 1, 1) for d in data]
     res = []
-    for f, g in fns:
-        res.append((weight * f(u) * g(v)).sum(dim=(1, 2, 3, 4)))
+    for item in fns:
+        val = item[0](u) * item[1](v) if isinstance(item, tuple) else item(u, v, *data)
+        res.append((weight * val).sum(dim=(1, 2, 3, 4)))
     return res
 
 

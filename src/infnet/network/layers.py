@@ -11,6 +11,10 @@ REFERENCES.md section 1:
 
 The network input enters as Sigma = x.x'/d, Theta = 0, width d, so the first Dense gives
 Sigma_0 = Theta_0 = w^2 x.x'/d + b^2.
+
+Pairs also carry their angle theta = arccos(Sigma / sqrt(q1 q2)), updated by each layer without
+cancellation: near rho = +-1 the covariance alone has lost it (q1 q2 - Sigma^2 cancels), and the
+NTK of a kinked unit is linear in theta there.
 """
 
 from __future__ import annotations
@@ -31,7 +35,8 @@ class Moments:
 
     ``q1``, ``q2`` are the variances of the two inputs of each pair at this point of the network
     (computed once per input by the diagonal pass, not per pair); ``width`` is the number of
-    features feeding the next Dense (None: not given).
+    features feeding the next Dense (None: not given); ``theta`` the angle of the pairs, None
+    in the diagonal pass (each input with itself: nngp = q1 = q2).
     """
 
     nngp: Tensor
@@ -39,6 +44,11 @@ class Moments:
     q1: Tensor
     q2: Tensor
     width: int | None
+    theta: Tensor | None = None
+
+    @property
+    def diagonal(self) -> bool:
+        return self.theta is None
 
 
 @dataclass(frozen=True)
@@ -68,8 +78,9 @@ class Dense:
         if self.width is not None and not (isinstance(self.width, int) and self.width >= 1):
             raise ValueError(f"width must be a positive integer or None, got {self.width!r}")
 
-    def apply(self, m: Moments) -> tuple[Tensor, Tensor, int | None]:
-        """(nngp, ntk, width) after the layer; the variances are the caller's (diagonal pass)."""
+    def apply(self, m: Moments, q1_out=None, q2_out=None) -> Moments:
+        """The moments after the layer; the output variances come from the caller's diagonal
+        pass (q1_out, q2_out; None in the diagonal pass itself)."""
         w2 = self.w_std**2
         b2 = (self.b_std or 0.0) ** 2
         nngp = w2 * m.nngp + b2
@@ -81,7 +92,20 @@ class Dense:
                                  "Dense layer: give Dense(width=...) to the layer before "
                                  "(fc(..., width=...))")
             ntk = m.width * m.nngp + (0.0 if self.b_std is None else 1.0) + w2 * m.ntk
-        return nngp, ntk, self.width
+        if m.diagonal:
+            return Moments(nngp, ntk, nngp, nngp, self.width)
+        return Moments(nngp, ntk, q1_out, q2_out, self.width, self._angle(m, nngp, w2, b2))
+
+    @staticmethod
+    def _angle(m: Moments, nngp: Tensor, w2: float, b2: float) -> Tensor:
+        """theta' = atan2(sqrt(det'), Sigma'), det' = q1' q2' - Sigma'^2 without cancellation:
+        w^4 q1 q2 sin^2 theta + w^2 b^2 [(sqrt q1 - sqrt q2)^2 + 4 sqrt(q1 q2) sin^2(theta/2)]."""
+        if b2 == 0.0:
+            return m.theta
+        r = (m.q1 * m.q2).sqrt()
+        spread = (m.q1.sqrt() - m.q2.sqrt()) ** 2 + 4 * r * torch.sin(m.theta / 2) ** 2
+        det = w2 * w2 * (r * torch.sin(m.theta)) ** 2 + w2 * b2 * spread
+        return torch.atan2(det.sqrt(), nngp)
 
 
 @dataclass(frozen=True)
@@ -90,12 +114,12 @@ class Nonlinearity:
 
     act: Activation
 
-    def apply(self, m: Moments) -> tuple[Tensor, Tensor, int | None]:
-        if m.nngp is m.q1 and m.q1 is m.q2:  # the diagonal pass: 1-D expectations
+    def apply(self, m: Moments, q1_out=None, q2_out=None) -> Moments:
+        if m.diagonal:  # each input with itself: 1-D expectations
             K, Kdot = self.act.diagonal_kernel(m.q1)
-        else:
-            K, Kdot = self.act.kernel(m.q1, m.q2, m.nngp)
-        return K, Kdot * m.ntk, m.width
+            return Moments(K, Kdot * m.ntk, K, K, m.width)
+        K, Kdot, theta = self.act.pair_map(m.q1, m.q2, m.nngp, m.theta, q1_out, q2_out)
+        return Moments(K, Kdot * m.ntk, q1_out, q2_out, m.width, theta)
 
 
 def as_layer(obj):

@@ -61,35 +61,26 @@ class Network:
         m = Moments(sq, torch.zeros_like(sq), sq, sq, width)
         qs = [sq]
         for layer in self.layers:
-            nngp, ntk, w = layer.apply(m)
-            m = Moments(nngp, ntk, nngp, nngp, w)
-            qs.append(nngp)
+            m = layer.apply(m)
+            qs.append(m.nngp)
         return qs, m.ntk
 
-    def pairs(self, sigma: Tensor, qs1: list[Tensor], qs2: list[Tensor],
+    def pairs(self, theta: Tensor, qs1: list[Tensor], qs2: list[Tensor],
               width: int) -> tuple[Tensor, Tensor]:
-        """(NNGP, NTK) of pairs with input covariance sigma = x.x'/d and per-layer variances."""
-        m = Moments(sigma, torch.zeros_like(sigma), qs1[0], qs2[0], width)
+        """(NNGP, NTK) of pairs of inputs at angle theta with the per-layer variances of each
+        (``diagonal``); the angle, not the covariance, is carried from layer to layer."""
+        sigma = (qs1[0] * qs2[0]).sqrt() * torch.cos(theta)
+        m = Moments(sigma, torch.zeros_like(sigma), qs1[0], qs2[0], width, theta)
         for layer, q1, q2 in zip(self.layers, qs1[1:], qs2[1:], strict=True):
-            nngp, ntk, w = layer.apply(m)
-            m = Moments(nngp, ntk, q1, q2, w)
+            m = layer.apply(m, q1, q2)
         return m.nngp, m.ntk
 
     def angle_kernel(self, theta, sq: float = 1.0, width: int = 1) -> tuple[Tensor, Tensor]:
         """Exact (layer by layer) NNGP and NTK of two inputs with x.x/d = x'.x'/d = sq at angle
         theta; the function the fast path tabulates."""
         theta = torch.as_tensor(theta, dtype=torch.float64)
-        shape = theta.shape
-        theta = theta.reshape(-1)
-        q = torch.tensor(float(sq), dtype=torch.float64)
-        # the variances come from the same rule as the pairs (entry 0 is theta = 0), so that
-        # rho <= 1 holds to rounding and small angles are not clamped to 0 by a mismatch
-        sigma = torch.cat([q.reshape(1), q * torch.cos(theta)])
-        m = Moments(sigma, torch.zeros_like(sigma), q, q, width)
-        for layer in self.layers:
-            nngp, ntk, w = layer.apply(m)
-            m = Moments(nngp, ntk, nngp[0], nngp[0], w)
-        return m.nngp[1:].reshape(shape), m.ntk[1:].reshape(shape)
+        qs, _ = self.diagonal(torch.tensor(float(sq), dtype=torch.float64), width)
+        return self.pairs(theta, qs, qs, width)
 
     # ---- kernels on data ---------------------------------------------------------------------------
     def kernel(self, x1, x2=None, *, block: int = 512, dtype: torch.dtype = torch.float64,
@@ -147,12 +138,13 @@ class Network:
                 b = x2[j:j + block]
                 g = a @ b.T
                 dest = [nngp[i:i + block, j:j + block], ntk[i:i + block, j:j + block]]
+                rows, cols = slice(i, i + block), slice(j, j + block)
                 if table is not None:
-                    theta = _angles(g, a, b, d * equal)
+                    theta = _angles(g, a, b, math.sqrt(d * equal), math.sqrt(d * equal))
                     k, t = table.evaluate_theta(theta, out=dest)
                 else:
-                    rows, cols = slice(i, i + block), slice(j, j + block)
-                    k, t = self.pairs(g.div_(d), [q[rows, None] for q in qs1],
+                    theta = _angles(g, a, b, (sq1[rows] * d).sqrt(), (sq2[cols] * d).sqrt())
+                    k, t = self.pairs(theta, [q[rows, None] for q in qs1],
                                       [q[None, cols] for q in qs2], d)
                     dest[0].copy_(k)
                     dest[1].copy_(t)
@@ -175,10 +167,18 @@ class Network:
         return self._tables[key]
 
 
-def _angles(g: Tensor, a: Tensor, b: Tensor, norm2: float) -> Tensor:
-    """theta = arccos(g / norm2) in place; near rho = 1 (rho = -1) recomputed from the chord
-    |a_i - b_j| (|a_i + b_j|), where arccos of a rounded rho would be off by ~1e-8."""
-    rho = g.div_(norm2).clamp_(-1.0, 1.0)
+def _angles(g: Tensor, a: Tensor, b: Tensor, norm_a, norm_b) -> Tensor:
+    """The angles between the rows of a and b, from their Gram matrix g (overwritten) and their
+    norms (numbers, or one per row): arccos(g / (|a| |b|)); near rho = 1 (rho = -1) from the
+    chord |a/|a| - b/|b|| (|a/|a| + b/|b||), where arccos of a rounded rho is off by ~1e-8.
+    A zero row is at angle pi/2 to everything."""
+    scalar = not torch.is_tensor(norm_a)
+    if scalar:
+        rho = g.div_(norm_a * norm_b)
+    else:
+        norm_a, norm_b = norm_a.clamp(min=1e-300), norm_b.clamp(min=1e-300)
+        rho = g.div_(norm_a[:, None]).div_(norm_b[None, :])
+    rho.clamp_(-1.0, 1.0)
     lo, hi = torch.aminmax(rho)
     if float(hi) <= _SMALL_ANGLE_RHO and float(lo) >= -_SMALL_ANGLE_RHO:
         return rho.acos_()
@@ -186,8 +186,11 @@ def _angles(g: Tensor, a: Tensor, b: Tensor, norm2: float) -> Tensor:
     r, c = near.nonzero(as_tuple=True)
     opposite = rho[r, c] < 0
     sign = 1.0 - 2.0 * opposite.to(a.dtype)  # a - b near rho = 1, a + b near rho = -1
-    diff = a[r] - sign[:, None] * b[c]
-    half_chord = ((diff * diff).sum(1) / (4 * norm2)).sqrt().clamp_(max=1.0)
+    if scalar:
+        diff = (a[r] - sign[:, None] * b[c]) / norm_a
+    else:
+        diff = a[r] / norm_a[r, None] - sign[:, None] * b[c] / norm_b[c, None]
+    half_chord = ((diff * diff).sum(1) / 4).sqrt().clamp_(max=1.0)
     small = 2 * torch.asin(half_chord)
     theta = rho.acos_()
     theta[r, c] = torch.where(opposite, torch.pi - small, small)
