@@ -129,7 +129,8 @@ def gaussian_expectation(
 
     q1, q2, c: float tensors of one shape (broadcast by the caller); ``theta``: their angle when
     known more accurately than arccos(c / sqrt(q1 q2)); the kinks are the points where f (resp.
-    g) or its derivative is not smooth. Returns one tensor per item, of the shape of c. Cost: (4 + corners) * nodes_angle * (1 + kinks) * nodes_radius evaluations
+    g) or its derivative is not smooth. Returns one tensor per item, of the shape of c.
+    Cost: (4 + corners) * nodes_angle * (1 + kinks) * nodes_radius evaluations
     per entry, in chunks of bounded memory. With ``adaptive``, the node counts grow (by 1.4x
     steps) until two successive counts agree to ``SELF_CHECK_TOL`` on a sample of the hardest
     entries (largest variances, correlations nearest +-1), and the verified count is used.
