@@ -188,6 +188,8 @@ class Activation:
         return self.diagonal_kernel(q)[0]
 
     def _checked(self, K: Tensor, Kdot: Tensor, q1: Tensor, q2: Tensor):
+        if all_finite(K) and all_finite(Kdot):
+            return K, Kdot
         bad = ~(torch.isfinite(K) & torch.isfinite(Kdot))
         if bool(bad.any()):
             on_diag = bool(torch.isinf(Kdot[bad]).all()) and self.jumps
@@ -250,6 +252,14 @@ class Activation:
         return f"Activation({self.name}{', ' + args if args else ''})"
 
 
+def all_finite(t: Tensor) -> bool:
+    """One pass (min and max; NaN propagates) instead of isfinite's several."""
+    if t.numel() == 0:
+        return True
+    lo, hi = torch.aminmax(t)
+    return math.isfinite(float(lo)) and math.isfinite(float(hi))
+
+
 def _nodes(nodes_angle, nodes_radius) -> dict:
     return {"nodes_angle": nodes_angle or quadrature.NODES_ANGLE,
             "nodes_radius": nodes_radius or quadrature.NODES_RADIUS}
@@ -259,7 +269,7 @@ def _as_rho(rho) -> Tensor:
     rho = torch.as_tensor(rho, dtype=torch.float64) if not torch.is_tensor(rho) else rho
     if not torch.is_floating_point(rho):
         rho = rho.to(torch.float64)
-    if bool((~torch.isfinite(rho)).any()):
+    if not all_finite(rho):
         raise ValueError("rho contains NaN or inf")
     if bool((rho.abs() > 1 + _CORR_SLACK).any()):
         raise ValueError(f"correlations must lie in [-1, 1]; got max |rho| = "
@@ -274,7 +284,7 @@ def _check_moments(q1, q2, c) -> tuple[Tensor, Tensor, Tensor]:
     device = ref.device if ref is not None else None
     q1, q2, c = (torch.as_tensor(t, dtype=dtype, device=device) for t in (q1, q2, c))
     for name, t in (("q1", q1), ("q2", q2), ("c", c)):
-        if bool((~torch.isfinite(t)).any()):
+        if not all_finite(t):
             raise ValueError(f"{name} contains NaN or inf; check the inputs and the layer variances")
     if bool((q1 < 0).any()) or bool((q2 < 0).any()):
         raise ValueError("variances q1, q2 must be >= 0")

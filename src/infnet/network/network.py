@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from ..activations import Activation, activation
+from ..activations.base import all_finite
 from .layers import Dense, Moments, Nonlinearity, as_layer
 from .table import AngleTable, TableError
 
@@ -222,8 +223,8 @@ def _as_data(x, name: str, dtype: torch.dtype, device=None) -> Tensor:
     if x.is_complex():
         raise TypeError(f"{name} is complex; kernels need real inputs")
     x = x.to(dtype)
-    bad = ~torch.isfinite(x)
-    if bool(bad.any()):
+    if not all_finite(x):
+        bad = ~torch.isfinite(x)
         row = int(bad.any(dim=1).nonzero()[0])
         raise ValueError(f"{name} contains NaN or inf (first in row {row}); clean or impute the "
                          "data first")
@@ -232,7 +233,7 @@ def _as_data(x, name: str, dtype: torch.dtype, device=None) -> Tensor:
 
 def _check_finite(nngp: Tensor, ntk: Tensor) -> None:
     for name, k in (("NNGP", nngp), ("NTK", ntk)):
-        if not bool(torch.isfinite(k).all()):
+        if not all_finite(k):
             raise FloatingPointError(f"the {name} overflowed (non-finite entries): the variances "
                                      "grow too fast with depth; lower w_std/b_std or the depth")
 
