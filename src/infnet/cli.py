@@ -1,10 +1,12 @@
-"""Command line: ``infnet activations``, ``infnet kernel``, ``infnet study``."""
+"""Command line: ``infnet study`` (the main job), ``infnet activations``, ``infnet limit``,
+``infnet kernel``."""
 
 from __future__ import annotations
 
 import argparse
 import ast
 import json
+import math
 import sys
 from pathlib import Path
 
@@ -114,8 +116,25 @@ def cmd_kernel(args) -> int:
 def cmd_study(args) -> int:
     from .study import run_study
 
-    run_study(out=Path(args.out), activations=args.activations, depths=args.depths,
-              n_samples=args.n, seed=args.seed)
+    depths = [math.inf if d in ("inf", "infinity") else int(d) for d in args.depths]
+    out = run_study(out=Path(args.out), datasets=args.data, activations=args.activations,
+                    depths=depths, kernels=args.kernels, n_train=args.n_train,
+                    n_test=args.n_test, seed=args.seed, taxonomy=not args.no_taxonomy)
+    print(f"report: {out / 'report.md'}")
+    return 0
+
+
+def cmd_limit(args) -> int:
+    from .activations import activation
+    from .limit import limit
+
+    lim = limit(activation(args.name, **dict(args.param or [])))
+    if args.json:
+        fields = ("kind", "dual0", "slope0", "slope1", "exponent", "fixed_point", "order",
+                  "explanation")
+        print(json.dumps({"activation": lim.name, **{f: getattr(lim, f) for f in fields}}))
+    else:
+        print(lim)
     return 0
 
 
@@ -145,14 +164,32 @@ def build_parser() -> argparse.ArgumentParser:
     k.add_argument("--out", "-o", help="write .npz (or .npy for one kind) instead of printing")
     k.set_defaults(func=cmd_kernel)
 
-    s = sub.add_parser("study", help="the main job: kernels of many activations on embedded data")
-    s.add_argument("--out", "-o", default="infnet-study", help="report folder")
-    s.add_argument("--activations", nargs="+",
-                   default=["relu", "erf", "gelu", "swish", "sin", "hermite"])
-    s.add_argument("--depths", nargs="+", type=int, default=[1, 2, 3, 5, 10, 20, 50])
-    s.add_argument("--n", type=int, default=1797, help="digits used (at most 1797)")
+    from .study import DEFAULT_ACTIVATIONS, DEFAULT_DATA, DEFAULT_DEPTHS, _depth_text
+
+    s = sub.add_parser("study", help="the main job: classifiers of deep and infinitely deep "
+                       "networks on embedded data, against depth, with baselines")
+    s.add_argument("--out", "-o", default="infnet-study", help="report folder (re-running "
+                   "continues an interrupted study)")
+    s.add_argument("--data", nargs="+", default=list(DEFAULT_DATA), metavar="DATA",
+                   help="dirichlet2, dirichlet3 (the paper's settings), digits, or .npz files "
+                   "with x_train, y_train, x_test, y_test")
+    s.add_argument("--activations", nargs="+", default=list(DEFAULT_ACTIVATIONS), metavar="ACT",
+                   help="catalog names, 'optimal' (polynomial optimal dual for the data's "
+                   "dimension), 'sine' (optimal sine_a), 'hermite' (h_2)")
+    s.add_argument("--depths", nargs="+", default=[_depth_text(d) for d in DEFAULT_DEPTHS],
+                   metavar="L", help="integers and 'inf'")
+    s.add_argument("--kernels", nargs="+", choices=["nngp", "ntk"], default=["nngp", "ntk"])
+    s.add_argument("--n-train", type=int, default=500)
+    s.add_argument("--n-test", type=int, default=500)
     s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--no-taxonomy", action="store_true", help="skip the catalog's taxonomy table")
     s.set_defaults(func=cmd_study)
+
+    lm = sub.add_parser("limit", help="the infinite-depth class of an activation")
+    lm.add_argument("name", help="catalog name")
+    lm.add_argument("--param", "-p", action="append", type=_param, metavar="NAME=VALUE")
+    lm.add_argument("--json", action="store_true")
+    lm.set_defaults(func=cmd_limit)
     return p
 
 

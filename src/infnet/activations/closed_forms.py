@@ -111,14 +111,17 @@ def gelu(q1, q2, c):
 
 
 def sine(q1, q2, c, *, amplitude: float, frequency: float, phase: float):
-    """phi = a sin(b x + g), S = q1 + q2: K = (a^2/2)[e^{b^2(c - S/2)} - e^{-b^2(c + S/2)} cos 2g],
-    Kdot = (a^2 b^2 / 2)[e^{b^2(c - S/2)} + e^{-b^2(c + S/2)} cos 2g]."""
+    """phi = a sin(b x + g), S = q1 + q2, x = b^2 c:
+    K = (a^2/2) e^{-b^2 S/2} [e^x - e^{-x} cos 2g] = a^2 e^{-b^2 S/2} [cos^2 g sinh x + sin^2 g cosh x],
+    Kdot = a^2 b^2 e^{-b^2 S/2} [cos^2 g cosh x + sin^2 g sinh x] (sums of accurate terms: no
+    cancellation at small c, where deep sine networks live)."""
     b2 = frequency * frequency
-    half = (q1 + q2) / 2
-    e_minus = torch.exp(b2 * (c - half))
-    e_plus = torch.exp(-b2 * (c + half)) * math.cos(2 * phase)
-    a2 = amplitude * amplitude / 2
-    return a2 * (e_minus - e_plus), a2 * b2 * (e_minus + e_plus)
+    x = b2 * c
+    damp = torch.exp(-b2 * (q1 + q2) / 2)
+    cos2, sin2 = math.cos(phase) ** 2, math.sin(phase) ** 2
+    sh, ch = torch.sinh(x), torch.cosh(x)
+    a2 = amplitude * amplitude
+    return a2 * damp * (cos2 * sh + sin2 * ch), a2 * b2 * damp * (cos2 * ch + sin2 * sh)
 
 
 def exponential(q1, q2, c, *, amplitude: float, rate: float):
