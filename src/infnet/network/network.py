@@ -251,10 +251,18 @@ def fc(act, depth: int, *, w_std: float = 1.0, b_std: float | None = 0.0,
     """A fully-connected network: depth x [Dense, act], then a Dense readout.
 
     ``act`` is an Activation or a catalog name. For the standard parameterization give the
-    hidden ``width`` (the NTK grows with it).
+    hidden ``width`` (the NTK grows with it). ``depth=math.inf``: the infinite-depth limit of
+    the normalized bias-free network (``network.infinite.InfiniteDepth``); for very deep finite
+    networks of that kind, ``infnet.deep_kernels`` costs a number of layers that does not grow
+    with depth.
     """
-    if isinstance(depth, float) and math.isinf(depth):
-        raise NotImplementedError("infinite depth is the subject of infnet.limit (not yet here)")
+    if isinstance(depth, float) and math.isinf(depth) and depth > 0:
+        if (b_std or 0.0) != 0.0:
+            raise ValueError("the infinite-depth limit is that of the bias-free network on the "
+                             "sphere (Radhakrishnan, Belkin & Uhler 2023): use b_std=0")
+        from .infinite import InfiniteDepth
+
+        return InfiniteDepth(act)  # w_std does not matter: the activation is normalized
     if isinstance(depth, bool) or not isinstance(depth, int) or depth < 1:
         raise ValueError(f"depth must be an integer >= 1, got {depth!r}")
     act = activation(act) if not isinstance(act, Activation) else act

@@ -1,0 +1,93 @@
+"""Benchmark of infinite and very large depth (issue: infinite depth). Prints Markdown tables.
+
+1. The infinite-depth kernel, ``infnet.fc(act, math.inf).kernel(X)``, for n points on the
+   sphere in d = 784, against the Gram matrix X @ X.T (interleaved runs, best of --repeat).
+2. Depth scaling of ``infnet.deep_kernels(act, rho, L)`` (NNGP and NTK of the depth-L normalized
+   network) on the correlations of --m points, for L = 100 ... 1e6: the cost should not grow
+   with L, except for the marginal majority class (f'(1) = 1: ReLU), iterated layer by layer.
+
+    python bench/bench_depth.py              # n = 10000
+    python bench/bench_depth.py --n 3000     # quicker
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import time
+
+import torch
+
+import infnet
+
+
+def best(fn, repeat, floor=None, floors=None):
+    out = math.inf
+    for _ in range(repeat):
+        if floor is not None:
+            t0 = time.perf_counter()
+            floor()
+            floors.append(time.perf_counter() - t0)
+        t0 = time.perf_counter()
+        fn()
+        out = min(out, time.perf_counter() - t0)
+    return out
+
+
+def main() -> None:
+    p = argparse.ArgumentParser()
+    p.add_argument("--n", type=int, default=10000)
+    p.add_argument("--d", type=int, default=784)
+    p.add_argument("--m", type=int, default=1000, help="points for the depth scaling")
+    p.add_argument("--repeat", type=int, default=2)
+    args = p.parse_args()
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(args.n, args.d, generator=g, dtype=torch.float64)
+    x /= x.norm(dim=1, keepdim=True)
+    floors: list[float] = []
+
+    def gram():
+        return x @ x.T
+
+    acts = {"optimal_polynomial_d3 (singular)": infnet.optimal_activation(3),
+            "erf (singular)": "erf", "relu (majority vote)": "relu",
+            "hermite h_2 (nearest neighbour)": "hermite"}
+    rows = []
+    for label, act in acts.items():
+        net = infnet.fc(act, math.inf)
+        net.kernel(x[:64])  # builds the table of the limit kernel
+        t = best(lambda net=net: net.kernel(x), args.repeat, gram, floors)
+        rows.append((label, t))
+    floor = min(floors)
+    print(f"n = {args.n}, d = {args.d}, float64, {torch.get_num_threads()} threads\n")
+    print("| infinite-depth kernel | seconds | x Gram |\n|---|---|---|")
+    print(f"| Gram X @ X.T (floor) | {floor:.3f} | 1.00 |")
+    for label, t in rows:
+        print(f"| {label} | {t:.3f} | {t / floor:.2f} |")
+
+    rho = (x[:args.m] @ x[:args.m].T).clamp(-1, 1)
+    rho.fill_diagonal_(1.0)
+    depths = [100, 10**4, 10**5, 10**6]
+    deep = {"erf (singular)": "erf", "optimal_polynomial_d3 (singular)": infnet.optimal_activation(3),
+            "gelu (majority, f'(1) > 1)": "gelu", "hermite h_3 (nearest neighbour)":
+            infnet.activation("hermite", k=3), "relu (majority, marginal)": "relu"}
+    print(f"\nDepth-L NNGP and NTK (deep_kernels) on {args.m}^2 correlations, seconds "
+          "(x: the time at depth 100)\n")
+    print("| activation | " + " | ".join(f"L = {L:.0e}" for L in depths) + " |")
+    print("|---|" + "---|" * len(depths))
+    for label, act in deep.items():
+        lim = infnet.limit(act)
+        cells = []
+        base = None
+        for L in depths:
+            if lim.marginal and L > 10**4:
+                cells.append("(layer by layer)")
+                continue
+            t = best(lambda lim=lim, L=L: infnet.deep_kernels(lim, rho, L), 1)
+            base = base or t
+            cells.append(f"{t:.3f} ({t / base:.1f}x)")
+        print(f"| {label} | " + " | ".join(cells) + " |")
+
+
+if __name__ == "__main__":
+    main()
