@@ -20,6 +20,7 @@ import infnet
 from infnet.design import from_dual, optimal_activation, sine_activation
 from infnet.limit import (
     KINDS,
+    MARGINAL_DEPTH,
     Limit,
     bottcher,
     deep_dual,
@@ -356,12 +357,32 @@ def test_deep_kernels_match_plain_iteration(act):
 
 
 def test_deep_relu_is_plain_iteration_and_step_nngp():
+    """Below MARGINAL_DEPTH the marginal class is plain iteration; beyond it the tables in
+    log(theta) (infnet.marginal) are checked against 40-digit iteration of the ReLU dual, where
+    float iteration itself is off by ~3e-10 at rho = 1 - 1e-8."""
+    depth = MARGINAL_DEPTH - 1
     for name in ("relu", "step"):
         lim = limit(name)
-        S = deep_dual(lim, GRID, 300)
-        assert rel_err(S, deep_dual(lim, GRID, 300, method="iterate")) < 1e-12
-    S, K = deep_kernels("relu", GRID[2:-1], 300)
-    assert rel_err(K, deep_kernels("relu", GRID[2:-1], 300, method="iterate")[1]) < 1e-12
+        S = deep_dual(lim, GRID, depth)
+        assert rel_err(S, deep_dual(lim, GRID, depth, method="iterate")) < 1e-12
+    S, K = deep_kernels("relu", GRID[2:-1], depth)
+    assert rel_err(K, deep_kernels("relu", GRID[2:-1], depth, method="iterate")[1]) < 1e-12
+    pi = mp.pi
+
+    def f(s):
+        th = mp.acos(s)
+        return (mp.sin(th) + (pi - th) * s) / pi
+
+    def df(s):
+        return (pi - mp.acos(s)) / pi
+
+    rho = GRID[2:]
+    for L in (300, 3000):
+        S, K = deep_kernels("relu", rho, L)
+        with mp.workdps(40):
+            ref = torch.tensor([_mp_deep(f, df, float(r), L) for r in rho], dtype=F64)
+        assert rel_err(S, ref[:, 0]) < 1e-14, L
+        assert rel_err(K, ref[:, 1]) < 3e-11, L
 
 
 def _mp_deep(f, df, r, depth):

@@ -23,6 +23,7 @@ import torch
 from scipy.optimize import brentq
 
 from .activations import Activation, activation
+from .activations.closed_forms import hermite_series_kernel
 
 Tensor = torch.Tensor
 
@@ -50,39 +51,6 @@ def _hermite_series_derivative(x: Tensor, coefficients) -> Tensor:
     if len(a) < 2:
         return torch.zeros_like(x)
     return _hermite_series(x, [a[k] * math.sqrt(k) for k in range(1, len(a))])
-
-
-def _scaled_coefficients(a: Sequence[float], q: Tensor) -> list[Tensor]:
-    """B_j(q) with phi(sqrt(q) z) = sum_j q^(j/2) B_j(q) h_j(z):
-    B_j(q) = sum_i a_(j+2i) (q - 1)^i sqrt((j+2i)! / j!) / (i! 2^i)  (the scaling formula
-    He_n(g x) = sum_i g^(n-2i) (g^2 - 1)^i n! / (i! (n-2i)! 2^i) He_(n-2i)(x)). B_j(1) = a_j."""
-    n = len(a)
-    out = []
-    for j in range(n):
-        acc = torch.zeros_like(q)
-        for i in range((n - 1 - j) // 2, -1, -1):  # Horner in (q - 1)
-            k = j + 2 * i
-            w = a[k] * math.exp(0.5 * (math.lgamma(k + 1) - math.lgamma(j + 1))
-                                - math.lgamma(i + 1)) / 2.0**i
-            acc = acc * (q - 1) + w
-        out.append(acc)
-    return out
-
-
-def hermite_series_kernel(q1, q2, c, *, coefficients):
-    """(K, Kdot) of phi = sum_k a_k h_k: with B_j as in ``_scaled_coefficients``,
-    K = sum_j B_j(q1) B_j(q2) c^j,  Kdot = sum_j j B_j(q1) B_j(q2) c^(j-1)  (Mehler: the h_j are
-    orthonormal with E[h_i(z1) h_j(z2)] = delta_ij rho^j). At unit variances K = sum_j a_j^2 c^j
-    exactly, without the cancellation of the monomial (Isserlis) form at high degree."""
-    a = [float(v) for v in coefficients]
-    b1, b2 = _scaled_coefficients(a, q1), _scaled_coefficients(a, q2)
-    K = torch.zeros_like(c)
-    Kdot = torch.zeros_like(c)
-    for j in range(len(a) - 1, -1, -1):  # Horner in c
-        w = b1[j] * b2[j]
-        Kdot = Kdot * c + j * w if j else Kdot
-        K = K * c + w
-    return K, Kdot
 
 
 def _check_coefficients(coefficients, what: str) -> tuple[float, ...]:

@@ -25,6 +25,16 @@ def angle_out(gap: Tensor, gap_plus: Tensor) -> Tensor:
     return 2 * torch.atan2(gap.clamp(min=0.0).sqrt(), gap_plus.clamp(min=0.0).sqrt())
 
 
+def _theta_cos_minus_sin(theta, cos, sin):
+    """theta cos(theta) - sin(theta) = sum_k (-1)^k 2k theta^(2k+1) / (2k+1)!, by the series below
+    theta = 1/2 (to full relative accuracy: the direct difference loses eps / theta^2 there)."""
+    t2 = theta * theta
+    series = torch.zeros_like(theta)
+    for k in range(12, 0, -1):  # Horner in theta^2; terms fall like theta^2 / (4 k^2)
+        series = series * t2 + (-1) ** k * 2 * k / math.factorial(2 * k + 1)
+    return torch.where(theta < 0.5, series * t2 * theta, theta * cos - sin)
+
+
 def piecewise_linear_angle(q1, q2, theta, *, neg: float, pos: float):
     """phi = neg * min(x, 0) + pos * max(x, 0) (ReLU, leaky ReLU, abs, identity), as a function of
     the angle: with m = (a^2 + b^2)/2, d2 = (a - b)^2, r = sqrt(q1 q2),
@@ -39,7 +49,7 @@ def piecewise_linear_angle(q1, q2, theta, *, neg: float, pos: float):
     cos, sin = torch.cos(theta), torch.sin(theta)
     kdot = m - d2 * theta / (2 * PI)
     k = r * (d2 / (2 * PI) * sin + kdot * cos)
-    wedge = d2 / (2 * PI) * (theta * cos - sin)  # <= 0, O(theta^3) near 0
+    wedge = d2 / (2 * PI) * _theta_cos_minus_sin(theta, cos, sin)  # <= 0, O(theta^3) near 0
     gap = (2 * m * torch.sin(theta / 2) ** 2 + wedge) / m
     gap_plus = (2 * m * torch.cos(theta / 2) ** 2 - wedge) / m
     return k, kdot, angle_out(gap, gap_plus)
@@ -182,6 +192,39 @@ def polynomial(q1, q2, c, *, coefficients: Sequence[float]):
                 K = K + w * c**k * moments
                 if k:
                     Kdot = Kdot + w * k * c ** (k - 1) * moments
+    return K, Kdot
+
+
+def _scaled_coefficients(a: Sequence[float], q: Tensor) -> list[Tensor]:
+    """B_j(q) with phi(sqrt(q) z) = sum_j q^(j/2) B_j(q) h_j(z):
+    B_j(q) = sum_i a_(j+2i) (q - 1)^i sqrt((j+2i)! / j!) / (i! 2^i)  (the scaling formula
+    He_n(g x) = sum_i g^(n-2i) (g^2 - 1)^i n! / (i! (n-2i)! 2^i) He_(n-2i)(x)). B_j(1) = a_j."""
+    n = len(a)
+    out = []
+    for j in range(n):
+        acc = torch.zeros_like(q)
+        for i in range((n - 1 - j) // 2, -1, -1):  # Horner in (q - 1)
+            k = j + 2 * i
+            w = a[k] * math.exp(0.5 * (math.lgamma(k + 1) - math.lgamma(j + 1))
+                                - math.lgamma(i + 1)) / 2.0**i
+            acc = acc * (q - 1) + w
+        out.append(acc)
+    return out
+
+
+def hermite_series_kernel(q1, q2, c, *, coefficients):
+    """(K, Kdot) of phi = sum_k a_k h_k: with B_j as in ``_scaled_coefficients``,
+    K = sum_j B_j(q1) B_j(q2) c^j,  Kdot = sum_j j B_j(q1) B_j(q2) c^(j-1)  (Mehler: the h_j are
+    orthonormal with E[h_i(z1) h_j(z2)] = delta_ij rho^j). At unit variances K = sum_j a_j^2 c^j
+    exactly, without the cancellation of the monomial (Isserlis) form at high degree."""
+    a = [float(v) for v in coefficients]
+    b1, b2 = _scaled_coefficients(a, q1), _scaled_coefficients(a, q2)
+    K = torch.zeros_like(c)
+    Kdot = torch.zeros_like(c)
+    for j in range(len(a) - 1, -1, -1):  # Horner in c
+        w = b1[j] * b2[j]
+        Kdot = Kdot * c + j * w if j else Kdot
+        K = K * c + w
     return K, Kdot
 
 

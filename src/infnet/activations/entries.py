@@ -159,8 +159,8 @@ register("hermite", lambda x, k: horner(x, cf.hermite_coefficients(k)),
          formula="h_k(x) = He_k(x) / sqrt(k!) (normalized probabilists' Hermite)",
          source="dual rho^k (Daniely et al. 2016); infinite depth: 1-NN for k >= 2",
          defaults={"k": 2}, check=lambda k: _nonneg_int("k", k),
-         closed_form=lambda q1, q2, c, k: cf.polynomial(
-             q1, q2, c, coefficients=cf.hermite_coefficients(k)))
+         closed_form=lambda q1, q2, c, k: cf.hermite_series_kernel(
+             q1, q2, c, coefficients=[0.0] * k + [1.0]))  # Mehler: exact, no cancellation
 
 # ---- smooth without closed forms (quadrature) -------------------------------------------------
 register("tanh", torch.tanh, formula="tanh(x)", source="hyperbolic tangent",

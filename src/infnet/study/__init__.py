@@ -74,7 +74,13 @@ def load_data(name: str, n_train: int, n_test: int, seed: int = 0) -> DataSet:
             x_tr = data.on_sphere(f["x_train"], name="x_train")
             x_te = data.on_sphere(f["x_test"], name="x_test")
             y_tr, y_te = data.check_labels(f["y_train"], len(x_tr)), np.asarray(f["y_test"])
-        return DataSet(path.stem, x_tr, y_tr, x_te, y_te)
+        if y_te.ndim != 1 or len(y_te) != len(x_te):
+            raise ValueError(f"{path}: y_test must be a 1-D array of {len(x_te)} labels (one per "
+                             f"row of x_test), got shape {y_te.shape}")
+        if x_te.shape[1] != x_tr.shape[1]:
+            raise ValueError(f"{path}: x_test has {x_te.shape[1]} features and x_train "
+                             f"{x_tr.shape[1]}")
+        return DataSet(name, x_tr, y_tr, x_te, y_te)  # the name as given: unique per file
     raise ValueError(f"unknown data {name!r}: use dirichlet2, dirichlet3, digits or an .npz file "
                      "with x_train, y_train, x_test, y_test")
 

@@ -63,9 +63,10 @@ def limit_scores(lim, rho_test: Tensor, Y: Tensor) -> Tensor:
         h = koenigs(lim, torch.where(exact, torch.zeros_like(rho_test), rho_test))
         scores = h @ Y
     elif lim.kind == "nearest_neighbor":
-        b = bottcher(lim, torch.where(exact, torch.zeros_like(rho_test), rho_test)).abs()
-        best = b.argmax(dim=1)
-        scores = Y[best].clone()
+        b = bottcher(lim, torch.where(exact, torch.zeros_like(rho_test), rho_test))
+        best = b.abs().argmax(dim=1)  # f^(L) ~ sign(B) |B|^(k^L): the largest |B| decides,
+        sign = torch.sign(b.gather(1, best[:, None]))  # for it or (odd k, B < 0) against it
+        scores = sign * Y[best]
     else:  # linear: the depth-free linear kernel
         raise ValueError("the linear activation has no infinite-depth classifier of its own")
     hit = exact.any(dim=1)
@@ -119,15 +120,28 @@ def depth_scores(sweep: DepthSweep, rho_test: Tensor, Y: Tensor, depth: int,
             return scores, "; ".join(filter(None, ["kernel / c0^L", note]))
         return limit_scores(lim, rho_test, Y), "f^(L)/c0^L = Koenigs h (c0^L < 1e-250)"
     if lim.kind == "nearest_neighbor" and _underflowed(s_te, rho_test):
-        logb = bottcher(lim, rho_test).abs().log()
+        b = bottcher(lim, rho_test)
         log_power = depth * math.log(lim.order)
         if log_power > 690:  # k^L beyond float64: the smoother is the nearest neighbour in |B|
             return limit_scores(lim, rho_test, Y), "nearest neighbour (k^L beyond float64)"
-        logs = logb * math.exp(log_power)
-        scores = torch.stack([torch.logsumexp(logs[:, Y[:, c] > 0], dim=1)
-                              for c in range(Y.shape[1])], dim=1)
-        return scores, "log-space kernel smoother (f^(L) below float64)"
+        return _log_smoother(b.abs().log() * math.exp(log_power), torch.sign(b), Y), \
+            "log-space kernel smoother (f^(L) below float64)"
     return interpolation_scores(s_tr, s_te, Y, 1.0)
+
+
+def _log_smoother(logk: Tensor, sign: Tensor, Y: Tensor) -> Tensor:
+    """sum_i sign_i exp(logk_i) Y_i per class, scaled by a common positive factor (exp of the
+    row's largest log) so that it stays in float64: the kernel smoother in log space."""
+    neg = torch.tensor(-math.inf, dtype=logk.dtype)
+    parts = []
+    for c in range(Y.shape[1]):
+        member = Y[:, c] > 0
+        pos = torch.where((sign > 0) & member, logk, neg)
+        negs = torch.where((sign < 0) & member, logk, neg)
+        parts.append((torch.logsumexp(pos, dim=1), torch.logsumexp(negs, dim=1)))
+    top = torch.stack([torch.maximum(p, n) for p, n in parts], dim=1).amax(dim=1)
+    top = torch.where(torch.isfinite(top), top, torch.zeros_like(top))
+    return torch.stack([(p - top).exp() - (n - top).exp() for p, n in parts], dim=1)
 
 
 def _underflowed(k: Tensor, rho: Tensor) -> bool:

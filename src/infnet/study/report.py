@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import math
+import re
 from pathlib import Path
 
 #: re-run figures of the paper's experiments at n_train = n_test = 2000 (REFERENCES.md section 4)
@@ -115,8 +116,11 @@ def _figure(out: Path, name: str, nets: list[dict], base: dict) -> str | None:
     if not finite:
         return None
     inf_at = max(finite) * 3
-    fig, axes = plt.subplots(1, 2, figsize=(12, 4.2), sharey=True)
-    for ax, kernel in zip(axes, ("nngp", "ntk"), strict=True):
+    kernels = [k for k in ("nngp", "ntk") if any(r["kernel"] == k for r in nets)]
+    fig, axes = plt.subplots(1, len(kernels), figsize=(6 * len(kernels), 4.2), sharey=True,
+                             squeeze=False)
+    axes = axes[0]
+    for ax, kernel in zip(axes, kernels, strict=True):
         for i, a in enumerate(dict.fromkeys(r["activation"] for r in nets)):
             pts = sorted((_depth_value(r["depth"]), float(r["test_accuracy"])) for r in nets
                          if r["activation"] == a and r["kernel"] == kernel and r["test_accuracy"])
@@ -132,9 +136,9 @@ def _figure(out: Path, name: str, nets: list[dict], base: dict) -> str | None:
         ax.set_title(f"{name}: {kernel.upper()}")
         ax.grid(alpha=0.3)
     axes[0].set_ylabel("test accuracy")
-    axes[1].legend(fontsize=7, loc="lower left")
+    axes[-1].legend(fontsize=7, loc="lower left")
     fig.tight_layout()
-    file = f"accuracy_vs_depth_{name}.png"
+    file = "accuracy_vs_depth_" + re.sub(r"[^A-Za-z0-9_.-]+", "_", name) + ".png"
     fig.savefig(out / file, dpi=110)
     plt.close(fig)
     return file

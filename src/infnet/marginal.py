@@ -1,0 +1,110 @@
+"""Very deep networks of the marginal majority class (f'(1) = 1: ReLU and every positively
+homogeneous unit), in a number of table compositions that grows like log(depth).
+
+Their correlations creep to 1 only polynomially (theta_L ~ 3 pi / L for ReLU), never become
+stationary and have no Koenigs linearization, so ``deep_kernels`` would iterate them layer by
+layer. Instead, the depth-2^k map of the angle,
+
+    T_2^k : theta -> (theta_L, A_L, B_L),  S_L = cos(theta_L),  K_L = A_L + B_L K_0,
+
+(the NTK recursion K_l = S_l + f'(S_(l-1)) K_(l-1) is affine in K_0), is tabulated as a function
+of s = log(theta) on [log THETA_MIN, log pi], where it is smooth: the transition sits at
+theta ~ 1/L whatever L (a table in theta itself would need resolution 1/L). Each level is the
+previous one composed with itself (repeated squaring):
+
+    theta_2L = theta_L(theta_L(t)),  A_2L = A_L(theta_L) + B_L(theta_L) A_L,  B_2L = B_L(theta_L) B_L,
+
+starting from one layer taken from the activation's angle form (``Activation.angle_form``: the
+output angle to full relative accuracy near 0, where arccos of the dual loses every digit; the
+quadrature's complement keeps only ~eps / theta, too little for a table in log theta). A depth L
+is the composition of the levels of its binary digits. Below THETA_MIN the maps are the identity to ~L^2 theta ~ 1e-18.
+Accuracy: each level doubles the error it inherits where the map is near the identity, so the
+relative error grows like 1e-14 L (measured against 40-digit iteration of ReLU: 3e-12 at depth
+300, 4e-10 at 2e4), still below plain float iteration near rho = 1 (5e-7 at depth 3000).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+
+from .network.table import TOLERANCE, AngleTable
+
+Tensor = torch.Tensor
+
+THETA_MIN = 1e-30
+_S_MIN, _S_MAX = math.log(THETA_MIN), math.log(math.pi)
+
+
+def _to_t(s: Tensor) -> Tensor:
+    """s = log(theta) to the table variable in [0, pi]."""
+    return (s - _S_MIN) * (math.pi / (_S_MAX - _S_MIN))
+
+
+def _to_s(t: np.ndarray) -> np.ndarray:
+    return _S_MIN + (_S_MAX - _S_MIN) * t / math.pi
+
+
+class MarginalDepth:
+    """Depth-L (S, K) maps of a marginal-majority dual by repeated squaring of tables in log theta."""
+
+    def __init__(self, lim):
+        self.lim = lim
+        self.levels: list[AngleTable] = []
+
+    def one_layer(self, theta: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """(theta', A_1 = cos theta', B_1 = f'(cos theta)) of one normalized layer."""
+        act = self.lim.activation
+        one = torch.ones((), dtype=theta.dtype)
+        n2 = float(act.nngp_map(one, one, one))
+        q = torch.full_like(theta, n2)
+        ones = torch.ones_like(theta)
+        _, kdot, out = act.pair_map(ones, ones, torch.cos(theta), theta, q, q)
+        return out, torch.cos(out), kdot / n2
+
+    def _level(self, k: int) -> AngleTable:
+        while len(self.levels) <= k:
+            j = len(self.levels)
+            if j == 0:
+                def fn(t: np.ndarray) -> np.ndarray:
+                    theta = torch.from_numpy(np.exp(_to_s(t)))
+                    out, a, b = self.one_layer(theta)
+                    return torch.stack([out.log(), a, b], dim=-1).numpy()
+            else:
+                prev = self.levels[j - 1]
+
+                def fn(t: np.ndarray, prev=prev) -> np.ndarray:
+                    s = torch.from_numpy(_to_s(t))
+                    u1, a1, b1 = _apply(prev, s)
+                    u2, a2, b2 = _apply(prev, u1)
+                    return torch.stack([u2, a2 + b2 * a1, b2 * b1], dim=-1).numpy()
+            # each level doubles the error it inherits where the map is near the identity
+            # (small theta): ~1e-14 2^j relative, which the fit must accept
+            self.levels.append(AngleTable(fn, tol=max(TOLERANCE, 2e-14 * 2.0**j)))
+        return self.levels[k]
+
+    def kernels(self, S: Tensor, K: Tensor, depth: int) -> tuple[Tensor, Tensor]:
+        """(S_L, K_L) from (S_0, K_0) = (S, K) after ``depth`` layers."""
+        theta = torch.atan2(((1 - S) * (1 + S)).clamp(min=0).sqrt(), S)
+        small = theta < THETA_MIN
+        s = theta.clamp(min=THETA_MIN).log()
+        A = torch.zeros_like(S)
+        B = torch.ones_like(S)
+        k = 0
+        while depth >> k:
+            if (depth >> k) & 1:
+                u, a, b = _apply(self._level(k), s)
+                A = a + b * A
+                B = b * B
+                s = u
+            k += 1
+        S_out = torch.where(small, S, torch.cos(s.exp()))
+        K_out = torch.where(small, depth * S + K, A + B * K)
+        return S_out, K_out
+
+
+def _apply(table: AngleTable, s: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    u, a, b = table.evaluate_theta(_to_t(s).clamp(0.0, math.pi))
+    return u, a, b
