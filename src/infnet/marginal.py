@@ -17,7 +17,8 @@ previous one composed with itself (repeated squaring):
 starting from one layer taken from the activation's angle form (``Activation.angle_form``: the
 output angle to full relative accuracy near 0, where arccos of the dual loses every digit; the
 quadrature's complement keeps only ~eps / theta, too little for a table in log theta). A depth L
-is the composition of the levels of its binary digits. Below THETA_MIN the maps are the identity to ~L^2 theta ~ 1e-18.
+is the composition of the levels of its binary digits. Below THETA_MIN the maps are the identity
+to ~L^2 theta ~ 1e-18.
 Accuracy: each level doubles the error it inherits where the map is near the identity, so the
 relative error grows like 1e-14 L (measured against 40-digit iteration of ReLU: 3e-12 at depth
 300, 4e-10 at 2e4), still below plain float iteration near rho = 1 (5e-7 at depth 3000).
