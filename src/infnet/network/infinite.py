@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from ..limit import Limit, koenigs, limit, limit_kernel
-from .network import Kernel, _angles, _as_data
+from .network import _SMALL_ANGLE_RHO, Kernel, _as_data
 from .table import AngleTable
 
 #: the Koenigs function is tabulated on [-RHO_MAX, RHO_MAX]; beyond, f is iterated into it
@@ -42,7 +42,8 @@ class InfiniteDepth:
         return f"fc({self.limit.name}, depth=inf)  # {self.limit.kind}"
 
     def correlations(self, x1, x2=None, dtype=torch.float64) -> Tensor:
-        """rho = x.x' / (|x| |x'|), exact near +-1 (from the chord there); only directions count."""
+        """rho = x.x' / (|x| |x'|), from the chord |x/|x| -+ x'/|x'|| within 1e-6 of +-1 (where
+        the Gram entry has lost the digits of 1 -+ rho); only directions count."""
         x1 = _as_data(x1, "x1", dtype)
         x2 = x1 if x2 is None else _as_data(x2, "x2", dtype, device=x1.device)
         if x1.shape[1] != x2.shape[1]:
@@ -51,21 +52,34 @@ class InfiniteDepth:
         if bool((n1 == 0).any()) or bool((n2 == 0).any()):
             raise ValueError("a zero input has no direction: the infinite-depth network sees "
                              "only x / |x|; remove zero rows")
-        theta = _angles(x1 @ x2.T, x1, x2, n1, n2)
-        rho = torch.cos(theta)
-        return rho.masked_fill_(theta == 0, 1.0)
-
-    def kernel(self, x1, x2=None, *, block: int = 2048,
+        rho = (x1 @ x2.T).div_(n1[:, None]).div_(n2[None, :]).clamp_(-1.0, 1.0)
+        near = rho.abs() > _SMALL_ANGLE_RHO
+        if bool(near.any()):
+            r, c = near.nonzero(as_tuple=True)
+            sign = torch.sign(rho[r, c])
+            diff = x1[r] / n1[r, None] - sign[:, None] * (x2[c] / n2[c, None])
+            gap = (diff * diff).sum(1) / 2  # 1 - |rho|, without cancellation
+            rho[r, c] = sign * (1 - gap)
+        return rho
+    def kernel(self, x1, x2=None, *, block: int = 1024,
                dtype: torch.dtype = torch.float64) -> Kernel:
         """The normalized limit kernel (module docstring) between the rows of x1 and x2, in
-        row blocks; ``nngp`` and ``ntk`` are the same tensor."""
+        block x block tiles (a symmetric kernel computes its upper tiles and mirrors them);
+        ``nngp`` and ``ntk`` are the same tensor."""
+        symmetric = x2 is None
         x1 = _as_data(x1, "x1", dtype)
-        x2 = x1 if x2 is None else _as_data(x2, "x2", dtype, device=x1.device)
+        x2 = x1 if symmetric else _as_data(x2, "x2", dtype, device=x1.device)
         out = torch.empty(x1.shape[0], x2.shape[0], dtype=dtype, device=x1.device)
         fast = self.limit.kind == "singular"
         for i in range(0, x1.shape[0], block):
-            rho = self.correlations(x1[i:i + block], x2)
-            out[i:i + block] = self.koenigs(rho) if fast else limit_kernel(self.limit, rho)
+            for j in range(i if symmetric else 0, x2.shape[0], block):
+                rho = self.correlations(x1[i:i + block], x2[j:j + block])
+                k = self.koenigs(rho) if fast else limit_kernel(self.limit, rho)
+                if symmetric and j == i:  # x_i.x_j and x_j.x_i may round differently
+                    k = torch.triu(k) + torch.triu(k, 1).T
+                out[i:i + block, j:j + block] = k
+                if symmetric and j != i:
+                    out[j:j + block, i:i + block] = k.T
         return Kernel(out, out)
 
     def koenigs(self, rho: Tensor) -> Tensor:
@@ -74,12 +88,12 @@ class InfiniteDepth:
         h(rho) = h(f^(k)(rho)) / c0^k with k the iterations of f that bring rho into the table
         (|f(rho)| < |rho| off the fixed points: the orbit leaves the neighbourhood of +-1)."""
         lim = self.limit
-        if self._table is None:
+        if self._table is None:  # Chebyshev in rho / RHO_MAX (h is analytic inside (-1, 1))
             def fn(t: np.ndarray) -> np.ndarray:
-                r = torch.from_numpy(RHO_MAX * np.cos(t))
+                r = torch.from_numpy(RHO_MAX * (1 - 2 * t / math.pi))
                 return koenigs(lim, r).numpy()[..., None]
             self._table = AngleTable(fn)
-        out = self._table.evaluate_theta(torch.acos(rho.clamp(-RHO_MAX, RHO_MAX) / RHO_MAX))[0]
+        out = self._lookup(rho.clamp(-RHO_MAX, RHO_MAX))
         far = rho.abs() > RHO_MAX
         if bool(far.any()):
             r = rho[far]
@@ -91,8 +105,11 @@ class InfiniteDepth:
                 scale[live] *= lim.slope0
                 pinned |= live & (r.abs() >= 1.0)
                 live &= ~pinned & (r.abs() > RHO_MAX)
-            inner = self._table.evaluate_theta(torch.acos(r.clamp(-RHO_MAX, RHO_MAX) / RHO_MAX))[0]
+            inner = self._lookup(r.clamp(-RHO_MAX, RHO_MAX))
             vals = inner / scale
             vals[pinned] = math.inf * torch.sign(r[pinned])
             out[far] = vals
         return out
+
+    def _lookup(self, rho: Tensor) -> Tensor:
+        return self._table.evaluate_theta((1 - rho / RHO_MAX) * (math.pi / 2))[0]
