@@ -28,9 +28,10 @@ Numerics. Classification uses f(0), f'(0), f'(1) from the activation's dual (clo
 quadrature, ~1e-13) with the tolerance ``TOL``. Koenigs and Boettcher functions iterate f only
 until the orbit is small, then use local series whose coefficients come from the Taylor series of f
 at 0 (a Chebyshev fit of the dual on [-1/4, 1/4]). Deep kernels jump over the remaining layers:
-by the Koenigs linearization f^(m) = h^-1(c0^m h) (singular class: exact), or once the iteration
-is stationary in floating point (majority vote, nearest neighbour), by the closed-form sum of the
-then affine NTK recursion. The marginal majority vote (f'(1) = 1: ReLU and every positively
+by the Koenigs linearization f^(m) = h^-1(c0^m h) at 0 (singular class: exact) or at the
+attracting fixed point rho* (majority vote with 0 < f'(rho*) < 1), or once the iteration is
+stationary in floating point (nearest neighbour, rho = +-1), by the closed-form sum of the then
+affine NTK recursion. The marginal majority vote (f'(1) = 1: ReLU and every positively
 homogeneous activation), whose correlations creep to 1 like 1/L^2 and never become stationary
 before depth ~1e6, is iterated layer by layer up to depth ``MARGINAL_DEPTH`` and beyond it composed
 from tabulated depth-2^k maps of log(theta) (``infnet.marginal``) when the activation has an
@@ -142,6 +143,18 @@ class _Dual:
         mono = C.cheb2poly(self.local_coefficients())[:SERIES_ORDER + 1]
         return mono / _FIT_RADIUS ** np.arange(len(mono))
 
+    def taylor_at(self, center: float) -> np.ndarray:
+        """Taylor coefficients of y -> f(center + y) - f(center) at 0 (Chebyshev fit of the exact
+        dual on [center - r, center + r], r = min(1/4, (1 - |center|) / 2))."""
+        r = min(_FIT_RADIUS, (1 - abs(center)) / 2)
+        n = _FIT_NODES
+        t = np.cos(np.pi * (np.arange(n) + 0.5) / n)
+        v = self.act.dual(torch.as_tensor(center + r * t, dtype=torch.float64)).numpy()
+        mono = C.cheb2poly(C.chebfit(t, v, n - 1))[:SERIES_ORDER + 1]
+        mono = mono / r ** np.arange(len(mono))
+        mono[0] = 0.0
+        return mono
+
     def _global_coefficients(self) -> np.ndarray | None:
         if self._global is None:
             from .network.table import TableError, chebyshev_fit
@@ -236,6 +249,7 @@ class _Schroeder:
             chi[k] = -sum(dg[j] * chi[k - j] for j in range(1, min(k, len(dg) - 1) + 1))
         self.c0, self.h, self.g = c0, b, g
         self.dh, self.dg = _derivative(b), dg
+        self.chi = chi
         self.omega = _mul(g, chi, n)
         self.delta = min(DELTA_MAX, _radius(b) / 100, _radius(g) / 100)
 
@@ -304,6 +318,16 @@ class Limit:
         if "schroeder" not in self._cache:
             self._cache["schroeder"] = _Schroeder(self._dual.taylor(), self.slope0)
         return self._cache["schroeder"]
+
+    def _schroeder_at_fixed_point(self) -> _Schroeder | None:
+        """Koenigs linearization of f at the attracting fixed point rho* of the majority class,
+        in y = rho - rho* (None unless 0 < f'(rho*) < 1 and rho* is inside (-1, 1))."""
+        if "schroeder*" not in self._cache:
+            lam, rho = self.fixed_point_slope, self.fixed_point
+            ok = (self.kind == "majority_vote" and rho is not None and abs(rho) < 1 - 1e-3
+                  and lam is not None and 1e-6 < lam < 1 - 1e-6)
+            self._cache["schroeder*"] = _Schroeder(self._dual.taylor_at(rho), lam) if ok else None
+        return self._cache["schroeder*"]
 
 
 _LIMITS: dict = {}
@@ -650,7 +674,10 @@ def deep_kernels(act_or_limit, rho, depth: int, *, method: str = "auto",
         u = h(S_l), f^(m)(S_l) = g(c0^m u) exactly, and
         K_(l+m) = g'(c0^m u) [c0^m K_l h'(S_l) + sum_k w_k u^k T_k(m)],
         w = g / g' as a power series, T_1 = m c0^m, T_k = c0^(m+k-1) (1 - c0^((k-1)m)) /
-        (1 - c0^(k-1)) (the NTK sum over the linearized orbit, in closed form).
+        (1 - c0^(k-1)) (the NTK sum over the linearized orbit, in closed form), or
+      * (majority vote, rho* inside (-1, 1), lambda = f'(rho*) < 1) has |S_l - rho*| < delta:
+        the same with the Koenigs function of y -> f(rho* + y) - rho*, lambda for c0, and
+        w = (rho* + g) / g', whose constant term adds rho* (1 - lambda^m) / (1 - lambda).
     The marginal majority class (f'(1) = 1, ReLU) has no such shortcut (its correlations approach
     1 like 1/L^2): below depth ``MARGINAL_DEPTH`` it is iterated layer by layer, beyond it the
     depth-2^k maps of the angle are tabulated in log(theta) and composed (``marginal``; ~1e-11
@@ -708,6 +735,7 @@ def _deep(lim: Limit, rho, depth, *, ntk: bool, method: str,
         return S.reshape(shape), (K.reshape(shape) if ntk else None)
     dual = lim._dual
     sch = lim._schroeder() if lim.kind == "singular" else None
+    star = lim._schroeder_at_fixed_point() if lim.kind == "majority_vote" else None
     idx = torch.arange(S.numel(), device=S.device)
     layer = 0
     while layer < depth and idx.numel():
@@ -733,31 +761,45 @@ def _deep(lim: Limit, rho, depth, *, ntk: bool, method: str,
         small = torch.zeros_like(stat)
         if sch is not None:
             small = ~stat & (x.abs() < sch.delta)
+        if star is not None:  # near rho*: jump by the linearization there
+            small = ~stat & ((x - lim.fixed_point).abs() < star.delta)
         if ntk and bool(stat.any()):
             j = idx[stat]
             mu = dual.df(S[j])
             K[j] = mu**m * K[j] + S[j] * _geometric(mu, m)
         if bool(small.any()):
             j = idx[small]
-            S[j], kj = _koenigs_jump(sch, S[j], K[j] if ntk else None, m)
+            if star is not None:
+                S[j], kj = _koenigs_jump(star, S[j], K[j] if ntk else None, m, lim.fixed_point)
+            else:
+                S[j], kj = _koenigs_jump(sch, S[j], K[j] if ntk else None, m)
             if ntk:
                 K[j] = kj
         idx = idx[~(stat | small)]
     return S.reshape(shape), (K.reshape(shape) if ntk else None)
 
 
-def _koenigs_jump(sch: _Schroeder, x: Tensor, K: Tensor | None, m: int):
-    """(S_(l+m), K_(l+m)) from (S_l, K_l) = (x, K) with |x| < delta, by the Koenigs
-    linearization (see ``deep_kernels``)."""
+def _koenigs_jump(sch: _Schroeder, x: Tensor, K: Tensor | None, m: int, center: float = 0.0):
+    """(S_(l+m), K_(l+m)) from (S_l, K_l) = (x, K) with |x - center| < delta, by the Koenigs
+    linearization at the fixed point ``center`` (0 for the singular class, rho* for the majority
+    vote; see ``deep_kernels``). With y = S - center, u = h(y), g = h^-1, lambda = f'(center):
+    S_(l+m) = center + g(lambda^m u) and
+    K_(l+m) = g'(lambda^m u) [lambda^m K_l h'(y) + sum_k w_k u^k T_k(m)],
+    w = (center + g) / g' as a power series, T_0 = (1 - lambda^m) / (1 - lambda),
+    T_1 = m lambda^m, T_k = lambda^(m+k-1) (1 - lambda^((k-1)m)) / (1 - lambda^(k-1))."""
     lc = math.log(sch.c0)
-    u0 = _horner(sch.h, x)
+    y = x - center
+    u0 = _horner(sch.h, y)
     cm = math.exp(m * lc)  # c0^m (0 when it underflows)
     um = u0 * cm
-    S = _horner(sch.g, um)
+    S = center + _horner(sch.g, um)
     if K is None:
         return S, None
-    acc = cm * K * _horner(sch.dh, x) + sch.omega[1] * u0 * (m * cm)
-    for k in range(2, len(sch.omega)):
+    w = sch.omega + center * sch.chi
+    acc = cm * K * _horner(sch.dh, y) + w[1] * u0 * (m * cm)
+    if center:
+        acc = acc + w[0] * (-math.expm1(m * lc) / -math.expm1(lc))
+    for k in range(2, len(w)):
         tk = math.exp((m + k - 1) * lc) * math.expm1((k - 1) * m * lc) / math.expm1((k - 1) * lc)
-        acc = acc + sch.omega[k] * u0**k * tk
+        acc = acc + w[k] * u0**k * tk
     return S, _horner(sch.dg, um) * acc
