@@ -70,17 +70,30 @@ class InfiniteDepth:
         x1 = _as_data(x1, "x1", dtype)
         x2 = x1 if symmetric else _as_data(x2, "x2", dtype, device=x1.device)
         out = torch.empty(x1.shape[0], x2.shape[0], dtype=dtype, device=x1.device)
-        fast = self.limit.kind == "singular"
+        power = self._monomial()
         for i in range(0, x1.shape[0], block):
             for j in range(i if symmetric else 0, x2.shape[0], block):
                 rho = self.correlations(x1[i:i + block], x2[j:j + block])
-                k = self.koenigs(rho) if fast else limit_kernel(self.limit, rho)
+                if self.limit.kind == "singular":
+                    k = self.koenigs(rho)
+                elif power:  # f = rho^k: its Boettcher function is rho (odd k) or |rho|
+                    k = rho if power % 2 else rho.abs_()
+                else:
+                    k = limit_kernel(self.limit, rho)
                 if symmetric and j == i:  # x_i.x_j and x_j.x_i may round differently
                     k = torch.triu(k) + torch.triu(k, 1).T
                 out[i:i + block, j:j + block] = k
                 if symmetric and j != i:
                     out[j:j + block, i:i + block] = k.T
         return Kernel(out, out)
+
+    def _monomial(self) -> int | None:
+        """k when the dual is exactly rho^k (the Hermite h_k), else None."""
+        lim = self.limit
+        if lim.kind != "nearest_neighbor" or not lim.order:
+            return None
+        r = torch.linspace(-1, 1, 33, dtype=torch.float64)
+        return lim.order if bool(((lim._dual.f(r) - r**lim.order).abs() <= 1e-15).all()) else None
 
     def koenigs(self, rho: Tensor) -> Tensor:
         """The Koenigs function h at many correlations: a piecewise cubic table of h on
