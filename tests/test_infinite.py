@@ -83,3 +83,21 @@ def test_other_classes_and_bad_input():
         infnet.fc("erf", math.inf).kernel(torch.zeros(2, 4, dtype=F64))
     with pytest.raises(ValueError, match="NaN"):
         infnet.fc("erf", math.inf).kernel(torch.tensor([[float("nan"), 1.0]]))
+
+
+@pytest.mark.parametrize("act", ["erf", "tanh", infnet.optimal_activation(3)],
+                         ids=lambda a: getattr(a, "name", a))
+def test_koenigs_next_to_one(act):
+    """rho = 1 - k eps: float64 cannot hold the orbit next to 1 (f(1 - eps) rounds back), so
+    the first layers go by the linearization there; h then scales like (1 - rho)^-beta (the
+    log-periodic factor varies little over these few ulps) and is finite, direct and tabulated
+    paths agreeing."""
+    lim = infnet.limit(act)
+    gaps = torch.tensor([2.0**-53, 2.0**-52, 2.0**-49, 2.0**-46], dtype=F64)
+    rho = 1 - gaps
+    h = infnet.koenigs(lim, rho)
+    assert bool(torch.isfinite(h).all())
+    slope = torch.diff(h.log()) / torch.diff(gaps.log())
+    assert torch.allclose(slope, torch.full_like(slope, -lim.beta), rtol=0.02, atol=0), slope
+    tab = InfiniteDepth(lim).koenigs(rho.clone())
+    assert float(((tab - h) / h).abs().max()) < 1e-12

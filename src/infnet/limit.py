@@ -531,6 +531,26 @@ def _as_limit(act_or_limit) -> Limit:
     return act_or_limit if isinstance(act_or_limit, Limit) else limit(act_or_limit)
 
 
+def step_from_one(lim: Limit, x: Tensor) -> tuple[Tensor, Tensor]:
+    """(f^(k)(x), k): one layer (k = 1), except within 1e-12 of the repelling fixed point 1 (or
+    -1 of an odd dual), where float64 cannot hold the orbit (f(1 - eps) rounds back to 1 - eps):
+    there the k layers that take 1 - |x| above 1e-12 by the linearization
+    1 - f(x) = f'(1) (1 - x) at once (relative error O(1 - x) for smooth duals; the input's own
+    conditioning there is eps / (1 - x))."""
+    near = ((1.0 - x.abs()) < 1e-12) & (x.abs() < 1.0)
+    k = torch.ones_like(x, dtype=torch.int64)
+    if not (bool(near.any()) and math.isfinite(lim.slope1) and lim.slope1 > 1.0):
+        return lim._dual.f(x), k
+    fx = torch.empty_like(x)
+    fx[~near] = lim._dual.f(x[~near])
+    xs = x[near]
+    gap = 1.0 - xs.abs()
+    steps = torch.ceil(torch.log(1e-12 / gap) / math.log(lim.slope1)).clamp(min=1)
+    fx[near] = torch.sign(xs) * (1.0 - gap * lim.slope1**steps)
+    k[near] = steps.to(torch.int64)
+    return fx, k
+
+
 def _to_local(lim: Limit, x: Tensor, delta: float) -> tuple[Tensor, Tensor, Tensor]:
     """Iterate f on x until |x| < delta; returns (x_n, n, pinned) with pinned the entries that
     reached a fixed point +-1 (1 always is one; -1 when f(-1) = -1, an odd dual)."""
@@ -541,9 +561,9 @@ def _to_local(lim: Limit, x: Tensor, delta: float) -> tuple[Tensor, Tensor, Tens
     steps = 0
     while idx.numel():
         old = x[idx]
-        fx = lim._dual.f(old)
+        fx, k = step_from_one(lim, old)
         x[idx] = fx
-        n[idx] += 1
+        n[idx] += k
         pin = (fx == 1.0) | ((fx == -1.0) & (old == -1.0))
         pinned[idx[pin]] = True
         idx = idx[~pin & (fx.abs() >= delta)]

@@ -21,7 +21,7 @@ import math
 import numpy as np
 import torch
 
-from ..limit import Limit, koenigs, limit, limit_kernel
+from ..limit import Limit, koenigs, limit, limit_kernel, step_from_one
 from .network import _SMALL_ANGLE_RHO, Kernel, _as_data
 from .table import AngleTable
 
@@ -114,8 +114,8 @@ class InfiniteDepth:
             pinned = r.abs() >= 1.0
             live = ~pinned & (r.abs() > RHO_MAX)
             while bool(live.any()):
-                r[live] = lim._dual.f(r[live])  # the dual as the limit uses it (fast for quadrature)
-                scale[live] *= lim.slope0
+                r[live], k = step_from_one(lim, r[live])
+                scale[live] *= lim.slope0 ** k.to(r.dtype)
                 pinned |= live & (r.abs() >= 1.0)
                 live &= ~pinned & (r.abs() > RHO_MAX)
             inner = self._lookup(r.clamp(-RHO_MAX, RHO_MAX))

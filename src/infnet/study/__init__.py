@@ -234,7 +234,9 @@ def _done(path: Path) -> set:
     if not path.exists():
         return set()
     with open(path) as fh:
-        return {(r["data"], r["spec"], r["depth"], r["kernel"]) for r in csv.DictReader(fh)}
+        # a failed row is tried again (the newer row wins in the report)
+        return {(r["data"], r["spec"], r["depth"], r["kernel"]) for r in csv.DictReader(fh)
+                if not r["note"].startswith("failed:")}
 
 
 def _check_options(out: Path, options: dict) -> None:

@@ -25,6 +25,8 @@ def _depth_value(text: str) -> float:
 
 def write_report(out: Path) -> Path:
     rows = _read(out / "results.csv")
+    latest = {(r["data"], r["spec"], r["depth"], r["kernel"]): r for r in rows}
+    rows = list(latest.values())  # a row computed again (after a failure) replaces the old one
     lines = ["# infnet study: wide and deep networks as classifiers, depth 1 to infinity", "",
              "Normalized bias-free fully-connected networks on inputs on the unit sphere "
              "(Radhakrishnan, Belkin & Uhler, PNAS 2023). Each network of depth L is the "
