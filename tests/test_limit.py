@@ -17,19 +17,9 @@ import torch
 from scipy.optimize import brentq
 
 import infnet
+from infnet.deep import MARGINAL_DEPTH, deep_dual, deep_kernels, deep_ntk
 from infnet.design import from_dual, optimal_activation, sine_activation
-from infnet.limit import (
-    KINDS,
-    MARGINAL_DEPTH,
-    Limit,
-    bottcher,
-    deep_dual,
-    deep_kernels,
-    deep_ntk,
-    koenigs,
-    limit,
-    limit_kernel,
-)
+from infnet.limit import KINDS, Limit, bottcher, koenigs, limit, limit_kernel
 
 F64 = torch.float64
 ASIN23 = math.asin(2 / 3)

@@ -30,8 +30,9 @@ from infnet import data
 from infnet.activations import activation, list_activations
 from infnet.classifiers import BayesDirichlet, HilbertKernel, MajorityVote, NearestNeighbor
 from infnet.cli import main
+from infnet.deep import deep_dual
 from infnet.design import from_hermite, optimal_activation
-from infnet.limit import KINDS, deep_dual, koenigs, limit
+from infnet.limit import KINDS, koenigs, limit
 from infnet.study import BASELINES, FIELDS, load_data, predict, run_study, taxonomy_rows
 
 study_module = importlib.import_module("infnet.study")

@@ -1,8 +1,9 @@
 """infnet: infinitely wide and deep neural networks, seen through their activation functions."""
 
 from .activations import Activation, KernelOverflowError, activation, list_activations
+from .deep import deep_dual, deep_kernels, deep_ntk
 from .design import from_dual, from_hermite, optimal_activation, sine_activation
-from .limit import Limit, bottcher, deep_dual, deep_kernels, deep_ntk, koenigs, limit, limit_kernel
+from .limit import Limit, bottcher, koenigs, limit, limit_kernel
 from .network import Dense, Kernel, Network, Nonlinearity, fc, serial
 
 __version__ = "0.1.0"

@@ -27,16 +27,8 @@ As the depth grows the kernel regression classifier sign(y^T K_train^-1 K(X, x))
 Numerics. Classification uses f(0), f'(0), f'(1) from the activation's dual (closed form or
 quadrature, ~1e-13) with the tolerance ``TOL``. Koenigs and Boettcher functions iterate f only
 until the orbit is small, then use local series whose coefficients come from the Taylor series of f
-at 0 (a Chebyshev fit of the dual on [-1/4, 1/4]). Deep kernels jump over the remaining layers:
-by the Koenigs linearization f^(m) = h^-1(c0^m h) at 0 (singular class: exact) or at the
-attracting fixed point rho* (majority vote with 0 < f'(rho*) < 1), or once the iteration is
-stationary in floating point (nearest neighbour, rho = +-1), by the closed-form sum of the then
-affine NTK recursion. The marginal majority vote (f'(1) = 1: ReLU and every positively
-homogeneous activation), whose correlations creep to 1 like 1/L^2 and never become stationary
-before depth ~1e6, is iterated layer by layer up to depth ``MARGINAL_DEPTH`` and beyond it composed
-from tabulated depth-2^k maps of log(theta) (``infnet.marginal``) when the activation has an
-angle form (the ReLU family: its output angle to full relative accuracy); others (exp, relu6, a
-user's ReLU) are iterated layer by layer. Activations without a
+at 0 (a Chebyshev fit of the dual on [-1/4, 1/4]); the same linearizations let the deep kernels
+of ``infnet.deep`` jump over layers. Activations without a
 closed form are evaluated through a Chebyshev interpolant of (f, f') in the angle (~1e-15
 absolute), built once per ``Limit``.
 """
@@ -67,9 +59,6 @@ MARGINAL_TOL = 1e-6
 DELTA_MAX = 1e-2
 #: order of the local series
 SERIES_ORDER = 8
-#: from this depth on, the marginal majority class (ReLU) uses repeated squaring of tables in
-#: log(theta) (``marginal.MarginalDepth``) instead of layer-by-layer iteration
-MARGINAL_DEPTH = 256
 #: iterations allowed to bring an orbit into the local region
 MAX_STEPS = 100_000
 _FIT_RADIUS = 0.25
@@ -660,166 +649,3 @@ def limit_kernel(act_or_limit, rho) -> Tensor:
     if lim.kind == "linear":
         return rho.clone()
     return torch.where(rho == 1.0, torch.ones_like(rho), torch.full_like(rho, lim.fixed_point))
-
-
-# ---- deep kernels ----------------------------------------------------------------------------
-def deep_dual(act_or_limit, rho, depth: int, *, method: str = "auto") -> Tensor:
-    """The depth-L NNGP of the normalized network on the sphere: f^(depth)(rho).
-
-    method="auto" costs a number of layers that does not grow with depth, except for the
-    marginal majority class (f'(1) = 1, e.g. ReLU), which is iterated layer by layer; see
-    ``deep_kernels``. method="iterate": plain iteration with ``act.dual`` (the exact reference).
-    """
-    return _deep(_as_limit(act_or_limit), rho, depth, ntk=False, method=method)[0]
-
-
-def deep_ntk(act_or_limit, rho, depth: int, *, method: str = "auto") -> Tensor:
-    """The depth-L NTK of the normalized network on the sphere (REFERENCES.md section 4):
-    K_0 = rho, K_l = S_l + K_(l-1) f'(S_(l-1)). See ``deep_kernels``."""
-    return _deep(_as_limit(act_or_limit), rho, depth, ntk=True, method=method)[1]
-
-
-def deep_kernels(act_or_limit, rho, depth: int, *, method: str = "auto",
-                 ntk=None) -> tuple[Tensor, Tensor]:
-    """(NNGP, NTK) of the depth-L normalized network as functions of the input correlation.
-
-    S_0 = rho, S_l = f(S_(l-1));  K_0 = rho, K_l = S_l + K_(l-1) f'(S_(l-1)).
-
-    method="auto": layers are iterated only until each entry either
-      * is stationary in floating point (S_(l+1) == S_l, or a 2-cycle of neighbouring floats):
-        then S stays and K_(l+m) = mu^m K_l + S (1 - mu^m) / (1 - mu), mu = f'(S) (majority vote:
-        after ~log(eps)/log(f'(rho*)) layers; nearest neighbour: after the orbit reaches 0;
-        rho = +-1 fixed points at once), or
-      * (singular class) has |S_l| < delta: then with h the Koenigs function, g = h^-1,
-        u = h(S_l), f^(m)(S_l) = g(c0^m u) exactly, and
-        K_(l+m) = g'(c0^m u) [c0^m K_l h'(S_l) + sum_k w_k u^k T_k(m)],
-        w = g / g' as a power series, T_1 = m c0^m, T_k = c0^(m+k-1) (1 - c0^((k-1)m)) /
-        (1 - c0^(k-1)) (the NTK sum over the linearized orbit, in closed form), or
-      * (majority vote, rho* inside (-1, 1), lambda = f'(rho*) < 1) has |S_l - rho*| < delta:
-        the same with the Koenigs function of y -> f(rho* + y) - rho*, lambda for c0, and
-        w = (rho* + g) / g', whose constant term adds rho* (1 - lambda^m) / (1 - lambda).
-    The marginal majority class (f'(1) = 1, ReLU) has no such shortcut (its correlations approach
-    1 like 1/L^2): below depth ``MARGINAL_DEPTH`` it is iterated layer by layer, beyond it the
-    depth-2^k maps of the angle are tabulated in log(theta) and composed (``marginal``; ~1e-11
-    relative at depth 3000 against 40-digit iteration, where plain float iteration loses up to
-    5e-7 near rho = 1). method="iterate": plain iteration with
-    ``act.dual`` and ``act.dual_derivative`` (exact, cost linear in depth).
-
-    ``ntk``: the NTK K_0 to start from (default rho). The recursion only carries (S, K), so
-    ``deep_kernels(f, S_l, m, ntk=K_l)`` continues a depth-l result by m layers.
-    """
-    return _deep(_as_limit(act_or_limit), rho, depth, ntk=True, method=method, ntk0=ntk)
-
-
-def _check_depth(depth) -> int:
-    if isinstance(depth, bool) or not isinstance(depth, (int, np.integer)) or depth < 0:
-        raise ValueError(f"depth must be an integer >= 0, got {depth!r}")
-    return int(depth)
-
-
-def _geometric(mu: Tensor, m: int) -> Tensor:
-    """(1 - mu^m) / (1 - mu) = sum_(j<m) mu^j, accurate for mu near 1."""
-    pos = mu > 0
-    lm = torch.log(torch.where(pos, mu, torch.ones_like(mu)))
-    accurate = -torch.expm1(m * lm) / -torch.expm1(lm)
-    plain = (1 - mu**m) / (1 - mu)
-    out = torch.where(pos, accurate, plain)
-    return torch.where(mu == 1, torch.full_like(mu, float(m)), out)
-
-
-def _deep(lim: Limit, rho, depth, *, ntk: bool, method: str,
-          ntk0=None) -> tuple[Tensor, Tensor | None]:
-    depth = _check_depth(depth)
-    if method not in ("auto", "iterate"):
-        raise ValueError(f"method must be 'auto' or 'iterate', got {method!r}")
-    rho = _as_rho(rho)
-    shape = rho.shape
-    S = rho.reshape(-1).clone()
-    K = None if not ntk else S.clone() if ntk0 is None else \
-        torch.as_tensor(ntk0, dtype=S.dtype, device=S.device).expand(shape).reshape(-1).clone()
-    if method == "iterate":
-        for _ in range(depth):
-            fs = lim.activation.dual(S)
-            if ntk:
-                K = fs + K * lim.activation.dual_derivative(S)
-            S = fs
-        return S.reshape(shape), (K.reshape(shape) if ntk else None)
-    if lim.kind == "linear":
-        return S.reshape(shape), (depth * S + K).reshape(shape) if ntk else None
-    if lim.marginal and depth >= MARGINAL_DEPTH and lim.activation.angle_form is not None:
-        from .marginal import MarginalDepth
-
-        if "marginal" not in lim._cache:
-            lim._cache["marginal"] = MarginalDepth(lim)
-        S, K = lim._cache["marginal"].kernels(S, K if ntk else S.clone(), depth)
-        return S.reshape(shape), (K.reshape(shape) if ntk else None)
-    dual = lim._dual
-    sch = lim._schroeder() if lim.kind == "singular" else None
-    star = lim._schroeder_at_fixed_point() if lim.kind == "majority_vote" else None
-    idx = torch.arange(S.numel(), device=S.device)
-    layer = 0
-    while layer < depth and idx.numel():
-        # a few layers on the live entries, then look for entries to jump (iterating an entry
-        # a little longer than needed changes nothing: the iteration is exact)
-        x, k = S[idx], (K[idx] if ntk else None)
-        prev = older = x
-        for _ in range(min(depth - layer, 64, layer + 1)):
-            older, prev = prev, x
-            if ntk:
-                x, dfx = dual.f_df(prev)
-                k = x + k * dfx
-            else:
-                x = dual.f(prev)
-            layer += 1
-        S[idx] = x
-        if ntk:
-            K[idx] = k
-        m = depth - layer
-        if m == 0:
-            break
-        stat = (x == prev) | ((x == older) & ((x - prev).abs() <= 4e-16 * x.abs()))
-        small = torch.zeros_like(stat)
-        if sch is not None:
-            small = ~stat & (x.abs() < sch.delta)
-        if star is not None:  # near rho*: jump by the linearization there
-            small = ~stat & ((x - lim.fixed_point).abs() < star.delta)
-        if ntk and bool(stat.any()):
-            j = idx[stat]
-            mu = dual.df(S[j])
-            K[j] = mu**m * K[j] + S[j] * _geometric(mu, m)
-        if bool(small.any()):
-            j = idx[small]
-            if star is not None:
-                S[j], kj = _koenigs_jump(star, S[j], K[j] if ntk else None, m, lim.fixed_point)
-            else:
-                S[j], kj = _koenigs_jump(sch, S[j], K[j] if ntk else None, m)
-            if ntk:
-                K[j] = kj
-        idx = idx[~(stat | small)]
-    return S.reshape(shape), (K.reshape(shape) if ntk else None)
-
-
-def _koenigs_jump(sch: _Schroeder, x: Tensor, K: Tensor | None, m: int, center: float = 0.0):
-    """(S_(l+m), K_(l+m)) from (S_l, K_l) = (x, K) with |x - center| < delta, by the Koenigs
-    linearization at the fixed point ``center`` (0 for the singular class, rho* for the majority
-    vote; see ``deep_kernels``). With y = S - center, u = h(y), g = h^-1, lambda = f'(center):
-    S_(l+m) = center + g(lambda^m u) and
-    K_(l+m) = g'(lambda^m u) [lambda^m K_l h'(y) + sum_k w_k u^k T_k(m)],
-    w = (center + g) / g' as a power series, T_0 = (1 - lambda^m) / (1 - lambda),
-    T_1 = m lambda^m, T_k = lambda^(m+k-1) (1 - lambda^((k-1)m)) / (1 - lambda^(k-1))."""
-    lc = math.log(sch.c0)
-    y = x - center
-    u0 = _horner(sch.h, y)
-    cm = math.exp(m * lc)  # c0^m (0 when it underflows)
-    um = u0 * cm
-    S = center + _horner(sch.g, um)
-    if K is None:
-        return S, None
-    w = sch.omega + center * sch.chi
-    acc = cm * K * _horner(sch.dh, y) + w[1] * u0 * (m * cm)
-    if center:
-        acc = acc + w[0] * (-math.expm1(m * lc) / -math.expm1(lc))
-    for k in range(2, len(w)):
-        tk = math.exp((m + k - 1) * lc) * math.expm1((k - 1) * m * lc) / math.expm1((k - 1) * lc)
-        acc = acc + w[k] * u0**k * tk
-    return S, _horner(sch.dg, um) * acc

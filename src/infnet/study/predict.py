@@ -2,7 +2,7 @@
 
 The setting of Radhakrishnan, Belkin & Uhler (arXiv 2204.14126, PNAS 2023; REFERENCES.md
 section 4): inputs on the unit sphere, no biases, the activation normalized (dual f, f(1) = 1).
-The depth-L NNGP and NTK are functions of the input correlation (``infnet.limit.deep_kernels``)
+The depth-L NNGP and NTK are functions of the input correlation (``infnet.deep_kernels``)
 and the predictor is min-norm interpolation, argmax of K(x, X) K(X, X)^-1 Y (one-hot Y).
 
 Deep kernels leave float64: off the diagonal the singular class decays like c0^L and the
@@ -23,7 +23,8 @@ import math
 import numpy as np
 import torch
 
-from ..limit import bottcher, deep_kernels, koenigs
+from ..deep import deep_kernels
+from ..limit import bottcher, koenigs
 
 Tensor = torch.Tensor
 
