@@ -748,3 +748,31 @@ def test_small_angles_are_smooth_in_theta(layers, norms, b_std):
         pred = np.polyval(coef, probe.numpy())
         err = np.abs(pred - vals[3:].numpy()) / float(vals.abs().max())
         assert err.max() < 1e-12, f"{name}: {err}"
+
+
+@pytest.mark.parametrize("act", ["reglu", "swiglu", "glu", "bilinear"])
+@pytest.mark.parametrize("equal_norm", [False, True])
+def test_gated_units_in_networks_match_plain_recursion(act, equal_norm):
+    """Gated units (value(a) * gate(b)) inside networks, on both paths (layer by layer with
+    carried angles, and the angle table), against the plain recursion of REFERENCES.md
+    section 1 written with act.kernel(q1, q2, c) alone."""
+    a = infnet.activation(act)
+    depth, w_std, b_std, d = 2, 1.1, 0.2, 6
+    gen = torch.Generator().manual_seed(7)
+    x = torch.randn(7, d, generator=gen, dtype=F64)
+    if equal_norm:
+        x = x / x.norm(dim=1, keepdim=True) * math.sqrt(d)
+    k = infnet.fc(a, depth, w_std=w_std, b_std=b_std).kernel(x)
+    sq = (x * x).sum(1) / d
+    q = w_std**2 * sq + b_std**2
+    c = w_std**2 * (x @ x.T) / d + b_std**2
+    c.diagonal().copy_(q)  # x.x by the Gram and by the norms differ by an ulp: theta = 1e-8
+    t = c.clone()
+    for _ in range(depth):
+        K, Kdot = a.kernel(q[:, None], q[None, :], c)
+        qk = a.kernel(q, q, q)[0]
+        c = w_std**2 * K + b_std**2
+        t = w_std**2 * Kdot * t + c
+        q = w_std**2 * qk + b_std**2
+    assert float((k.nngp - c).abs().max() / c.abs().max()) < 1e-11
+    assert float((k.ntk - t).abs().max() / t.abs().max()) < 1e-11

@@ -48,6 +48,19 @@ class Gated(Activation):
         kg, kdg = self.gate.numerical_kernel(q1, q2, c, nodes_angle, nodes_radius)
         return kv * kg, kdv * kg + kv * kdg
 
+    def pair_map(self, q1, q2, c, theta, q1_out, q2_out):
+        """Each branch on the pairs (with its own output angle), then K = K_v K_g and
+        rho' = rho_v rho_g, whose complements are sums of nonnegative terms:
+        1 -+ rho' = 2 [s_v c_g + c_v s_g], 2 [c_v c_g + s_v s_g], s = sin^2(theta/2), c = cos^2."""
+        parts = [branch.pair_map(q1, q2, c, theta, branch.variance_map(q1),
+                                 branch.variance_map(q2)) for branch in (self.value, self.gate)]
+        (kv, kdv, tv), (kg, kdg, tg) = parts
+        K, Kdot = self._checked(kv * kg, kdv * kg + kv * kdg, *torch.broadcast_tensors(q1, q2))
+        sv, cv = torch.sin(tv / 2) ** 2, torch.cos(tv / 2) ** 2
+        sg, cg = torch.sin(tg / 2) ** 2, torch.cos(tg / 2) ** 2
+        out = 2 * torch.atan2((sv * cg + cv * sg).sqrt(), (cv * cg + sv * sg).sqrt())
+        return K, Kdot, out
+
     def nngp_map(self, q1, q2, c):
         return self.value.nngp_map(q1, q2, c) * self.gate.nngp_map(q1, q2, c)
 
