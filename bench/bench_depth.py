@@ -15,24 +15,11 @@ from __future__ import annotations
 
 import argparse
 import math
-import time
 
 import torch
+from bench_kernel import best_time as best  # the same interleaved timing (bench/ is on the path)
 
 import infnet
-
-
-def best(fn, repeat, floor=None, floors=None):
-    out = math.inf
-    for _ in range(repeat):
-        if floor is not None:
-            t0 = time.perf_counter()
-            floor()
-            floors.append(time.perf_counter() - t0)
-        t0 = time.perf_counter()
-        fn()
-        out = min(out, time.perf_counter() - t0)
-    return out
 
 
 def main() -> None:

@@ -28,15 +28,17 @@ import infnet
 GRAM_TIMES: list[float] = []
 
 
-def best_time(fn, repeat: int, floor=None) -> float:
+def best_time(fn, repeat: int, floor=None, floors: list[float] | None = None) -> float:
     """Best of ``repeat`` runs; with ``floor`` (the Gram), each run is preceded by one of the
-    floor, so that both see the same moments of a shared machine."""
+    floor, so that both see the same moments of a shared machine; the floor's times are
+    appended to ``floors`` (default ``GRAM_TIMES``)."""
+    floors = GRAM_TIMES if floors is None else floors
     best = float("inf")
     for _ in range(repeat):
         if floor is not None:
             t0 = time.perf_counter()
             floor()
-            GRAM_TIMES.append(time.perf_counter() - t0)
+            floors.append(time.perf_counter() - t0)
         t0 = time.perf_counter()
         fn()
         best = min(best, time.perf_counter() - t0)

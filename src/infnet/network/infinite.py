@@ -44,6 +44,12 @@ class InfiniteDepth:
     def correlations(self, x1, x2=None, dtype=torch.float64) -> Tensor:
         """rho = x.x' / (|x| |x'|), from the chord |x/|x| -+ x'/|x'|| within 1e-6 of +-1 (where
         the Gram entry has lost the digits of 1 -+ rho); only directions count."""
+        x1, x2, n1, n2 = self._inputs(x1, x2, dtype)
+        return _cosines(x1, x2, n1, n2)
+
+    @staticmethod
+    def _inputs(x1, x2, dtype):
+        """Checked data (once, not per tile) and their row norms."""
         x1 = _as_data(x1, "x1", dtype)
         x2 = x1 if x2 is None else _as_data(x2, "x2", dtype, device=x1.device)
         if x1.shape[1] != x2.shape[1]:
@@ -52,28 +58,21 @@ class InfiniteDepth:
         if bool((n1 == 0).any()) or bool((n2 == 0).any()):
             raise ValueError("a zero input has no direction: the infinite-depth network sees "
                              "only x / |x|; remove zero rows")
-        rho = (x1 @ x2.T).div_(n1[:, None]).div_(n2[None, :]).clamp_(-1.0, 1.0)
-        near = rho.abs() > _SMALL_ANGLE_RHO
-        if bool(near.any()):
-            r, c = near.nonzero(as_tuple=True)
-            sign = torch.sign(rho[r, c])
-            diff = x1[r] / n1[r, None] - sign[:, None] * (x2[c] / n2[c, None])
-            gap = (diff * diff).sum(1) / 2  # 1 - |rho|, without cancellation
-            rho[r, c] = sign * (1 - gap)
-        return rho
+        return x1, x2, n1, n2
+
     def kernel(self, x1, x2=None, *, block: int = 1024,
                dtype: torch.dtype = torch.float64) -> Kernel:
         """The normalized limit kernel (module docstring) between the rows of x1 and x2, in
         block x block tiles (a symmetric kernel computes its upper tiles and mirrors them);
         ``nngp`` and ``ntk`` are the same tensor."""
         symmetric = x2 is None
-        x1 = _as_data(x1, "x1", dtype)
-        x2 = x1 if symmetric else _as_data(x2, "x2", dtype, device=x1.device)
+        x1, x2, n1, n2 = self._inputs(x1, x2, dtype)
         out = torch.empty(x1.shape[0], x2.shape[0], dtype=dtype, device=x1.device)
         power = self._monomial()
         for i in range(0, x1.shape[0], block):
             for j in range(i if symmetric else 0, x2.shape[0], block):
-                rho = self.correlations(x1[i:i + block], x2[j:j + block])
+                rows, cols = slice(i, i + block), slice(j, j + block)
+                rho = _cosines(x1[rows], x2[cols], n1[rows], n2[cols])
                 if self.limit.kind == "singular":
                     k = self.koenigs(rho)
                 elif power:  # f = rho^k: its Boettcher function is rho (odd k) or |rho|
@@ -126,3 +125,16 @@ class InfiniteDepth:
 
     def _lookup(self, rho: Tensor) -> Tensor:
         return self._table.evaluate_theta((1 - rho / RHO_MAX) * (math.pi / 2))[0]
+
+
+def _cosines(x1: Tensor, x2: Tensor, n1: Tensor, n2: Tensor) -> Tensor:
+    """x.x' / (|x| |x'|) for checked rows with norms n1, n2; from the chord near +-1."""
+    rho = (x1 @ x2.T).div_(n1[:, None]).div_(n2[None, :]).clamp_(-1.0, 1.0)
+    near = rho.abs() > _SMALL_ANGLE_RHO
+    if bool(near.any()):
+        r, c = near.nonzero(as_tuple=True)
+        sign = torch.sign(rho[r, c])
+        diff = x1[r] / n1[r, None] - sign[:, None] * (x2[c] / n2[c, None])
+        gap = (diff * diff).sum(1) / 2  # 1 - |rho|, without cancellation
+        rho[r, c] = sign * (1 - gap)
+    return rho
