@@ -28,11 +28,21 @@ def angle_out(gap: Tensor, gap_plus: Tensor) -> Tensor:
 def _theta_cos_minus_sin(theta, cos, sin):
     """theta cos(theta) - sin(theta) = sum_k (-1)^k 2k theta^(2k+1) / (2k+1)!, by the series below
     theta = 1/2 (to full relative accuracy: the direct difference loses eps / theta^2 there)."""
-    t2 = theta * theta
-    series = torch.zeros_like(theta)
-    for k in range(12, 0, -1):  # Horner in theta^2; terms fall like theta^2 / (4 k^2)
-        series = series * t2 + (-1) ** k * 2 * k / math.factorial(2 * k + 1)
-    return torch.where(theta < 0.5, series * t2 * theta, theta * cos - sin)
+    out = theta * cos - sin
+    small = theta < 0.5
+    if not bool(small.any()):
+        return out
+    t = theta[small] if out.shape == small.shape else theta.expand_as(out)[small]
+    t2 = t * t
+    series = torch.full_like(t, _SERIES[0])
+    for c in _SERIES[1:]:  # Horner in theta^2; terms fall like theta^2 / (4 k^2)
+        series.mul_(t2).add_(c)
+    out[small] = series.mul_(t2).mul_(t)
+    return out
+
+
+#: coefficients (-1)^k 2k / (2k+1)! of theta^(2k+1) in theta cos(theta) - sin(theta), k = 12..1
+_SERIES = [(-1) ** k * 2 * k / math.factorial(2 * k + 1) for k in range(12, 0, -1)]
 
 
 def piecewise_linear_angle(q1, q2, theta, *, neg: float, pos: float):

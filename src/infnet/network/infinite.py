@@ -41,6 +41,10 @@ class InfiniteDepth:
     def __repr__(self) -> str:
         return f"fc({self.limit.name}, depth=inf)  # {self.limit.kind}"
 
+    def finite(self, *args, **kwargs):
+        raise TypeError("fc(act, depth=inf) has no finite network: choose a finite depth, "
+                        "fc(act, depth=L).finite(width, in_features=d)")
+
     def correlations(self, x1, x2=None, dtype=torch.float64) -> Tensor:
         """rho = x.x' / (|x| |x'|), from the chord |x/|x| -+ x'/|x'|| within 1e-6 of +-1 (where
         the Gram entry has lost the digits of 1 -+ rho); only directions count."""
@@ -60,11 +64,14 @@ class InfiniteDepth:
                              "only x / |x|; remove zero rows")
         return x1, x2, n1, n2
 
-    def kernel(self, x1, x2=None, *, block: int = 1024,
-               dtype: torch.dtype = torch.float64) -> Kernel:
+    def kernel(self, x1, x2=None, *, block: int = 1024, dtype: torch.dtype = torch.float64,
+               get: str = "both") -> Kernel:
         """The normalized limit kernel (module docstring) between the rows of x1 and x2, in
         block x block tiles (a symmetric kernel computes its upper tiles and mirrors them);
-        ``nngp`` and ``ntk`` are the same tensor."""
+        ``nngp`` and ``ntk`` are the same tensor (``get`` is accepted for the interface of
+        ``Network.kernel``; one matrix is computed either way)."""
+        if get not in ("both", "nngp", "ntk"):
+            raise ValueError(f"get must be 'both', 'nngp' or 'ntk', got {get!r}")
         symmetric = x2 is None
         x1, x2, n1, n2 = self._inputs(x1, x2, dtype)
         out = torch.empty(x1.shape[0], x2.shape[0], dtype=dtype, device=x1.device)

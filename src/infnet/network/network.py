@@ -33,10 +33,21 @@ _SMALL_ANGLE_RHO = 1 - 1e-6
 
 @dataclass(frozen=True)
 class Kernel:
-    """The NNGP and NTK of a network on pairs of inputs: (n1, n2) tensors."""
+    """The NNGP and NTK of a network on pairs of inputs: (n1, n2) tensors (None: not asked
+    for, ``Network.kernel(get=...)``)."""
 
-    nngp: Tensor
-    ntk: Tensor
+    nngp: Tensor | None
+    ntk: Tensor | None
+
+    def get(self, kind: str) -> Tensor:
+        """``nngp`` or ``ntk`` by name, with a clear error for anything else or a kernel that
+        was not computed."""
+        if kind not in ("nngp", "ntk"):
+            raise ValueError(f"kernel kind must be 'nngp' or 'ntk', got {kind!r}")
+        value = getattr(self, kind)
+        if value is None:
+            raise ValueError(f"the {kind} was not computed: call kernel(..., get={kind!r})")
+        return value
 
 
 class Network:
@@ -52,6 +63,17 @@ class Network:
     @property
     def activations(self) -> list[Activation]:
         return [layer.act for layer in self.layers if isinstance(layer, Nonlinearity)]
+
+    def finite(self, width: int | None = None, *, in_features: int, outputs: int = 1,
+               seed: int | None = None, dtype: torch.dtype = torch.float64, device=None):
+        """The finite-width ``torch.nn.Sequential`` whose infinite-width limit is this network's
+        kernel (same layers, parameterization, stds; ``network.finite.build``): hidden Dense
+        layers of ``width`` (a Dense's own ``width`` wins under the standard parameterization),
+        inputs of ``in_features``, ``outputs`` outputs, parameters drawn from ``seed``."""
+        from .finite import build
+
+        return build(self, width, in_features=in_features, outputs=outputs, seed=seed,
+                     dtype=dtype, device=device)
 
     # ---- kernel maps on moments ----------------------------------------------------------------
     def diagonal(self, sq: Tensor, width: int) -> tuple[list[Tensor], Tensor]:
@@ -85,15 +107,19 @@ class Network:
 
     # ---- kernels on data ---------------------------------------------------------------------------
     def kernel(self, x1, x2=None, *, block: int = 512, dtype: torch.dtype = torch.float64,
-               method: str = "auto") -> Kernel:
+               method: str = "auto", get: str = "both") -> Kernel:
         """NNGP and NTK between the rows of x1 and x2 (x2=None: x1 with itself).
 
         Inputs are (n, features) tensors or arrays (more axes are flattened); the result is on
         their device, in ``dtype`` (float64 by default). ``method``: "auto" (the angle table
-        when all inputs have one norm, else layer by layer), "table" or "exact".
+        when all inputs have one norm, else layer by layer), "table" or "exact". ``get``:
+        "both", "nngp" or "ntk"; the other field is then None and its n1 x n2 matrix is never
+        allocated (memory: one output plus O(block^2)).
         """
         if method not in ("auto", "table", "exact"):
             raise ValueError(f"method must be 'auto', 'table' or 'exact', got {method!r}")
+        if get not in ("both", "nngp", "ntk"):
+            raise ValueError(f"get must be 'both', 'nngp' or 'ntk', got {get!r}")
         if not (isinstance(block, int) and block >= 1):
             raise ValueError(f"block must be a positive integer, got {block!r}")
         symmetric = x2 is None
@@ -131,14 +157,16 @@ class Network:
                               "each pair costs a 2-D quadrature per layer (slow). Inputs of one "
                               "norm (x / |x|) take the fast path.", stacklevel=2)
         n1, n2 = x1.shape[0], x2.shape[0]
-        nngp = torch.empty(n1, n2, dtype=dtype, device=x1.device)
-        ntk = torch.empty_like(nngp)
+        nngp, ntk = (torch.empty(n1, n2, dtype=dtype, device=x1.device) if get in (kind, "both")
+                     else None for kind in ("nngp", "ntk"))
+        scratch = torch.empty(min(block, n1), min(block, n2), dtype=dtype, device=x1.device)
         for i in range(0, n1, block):
             a = x1[i:i + block]
             for j in range(i if symmetric else 0, n2, block):
                 b = x2[j:j + block]
                 g = a @ b.T
-                dest = [nngp[i:i + block, j:j + block], ntk[i:i + block, j:j + block]]
+                dest = [scratch[:g.shape[0], :g.shape[1]] if out is None
+                        else out[i:i + block, j:j + block] for out in (nngp, ntk)]
                 rows, cols = slice(i, i + block), slice(j, j + block)
                 if table is not None:
                     theta = _angles(g, a, b, math.sqrt(d * equal), math.sqrt(d * equal))
@@ -150,11 +178,13 @@ class Network:
                     dest[0].copy_(k)
                     dest[1].copy_(t)
                 if symmetric and j != i:
-                    nngp[j:j + block, i:i + block] = k.T
-                    ntk[j:j + block, i:i + block] = t.T
+                    for out, tile in ((nngp, k), (ntk, t)):
+                        if out is not None:
+                            out[j:j + block, i:i + block] = tile.T
         if symmetric:  # the diagonal from the exact diagonal pass
-            nngp.diagonal().copy_(qs1[-1])
-            ntk.diagonal().copy_(ntk1)
+            for out, diag in ((nngp, qs1[-1]), (ntk, ntk1)):
+                if out is not None:
+                    out.diagonal().copy_(diag)
         _check_finite(nngp, ntk)
         return Kernel(nngp, ntk)
 
@@ -231,9 +261,9 @@ def _as_data(x, name: str, dtype: torch.dtype, device=None) -> Tensor:
     return x
 
 
-def _check_finite(nngp: Tensor, ntk: Tensor) -> None:
+def _check_finite(nngp: Tensor | None, ntk: Tensor | None) -> None:
     for name, k in (("NNGP", nngp), ("NTK", ntk)):
-        if not all_finite(k):
+        if k is not None and not all_finite(k):
             raise FloatingPointError(f"the {name} overflowed (non-finite entries): the variances "
                                      "grow too fast with depth; lower w_std/b_std or the depth")
 

@@ -24,7 +24,8 @@ import numpy as np
 import torch
 
 from ..deep import deep_kernels
-from ..limit import bottcher, koenigs
+from ..limit import bottcher
+from ..predict.infinite import limit_scores
 
 Tensor = torch.Tensor
 
@@ -53,27 +54,6 @@ def interpolation_scores(k_train: Tensor, k_test: Tensor, Y: Tensor,
         return k_test @ torch.cholesky_solve(Y, chol), ""
     alpha = torch.linalg.lstsq(k_train, Y, driver="gelsd").solution
     return k_test @ alpha, "K(X, X) singular to double precision: min-norm least squares"
-
-
-def limit_scores(lim, rho_test: Tensor, Y: Tensor) -> Tensor:
-    """Scores of the infinite-depth classifier (REFERENCES.md section 4)."""
-    if lim.kind == "majority_vote":
-        return Y.sum(0).expand(rho_test.shape[0], -1).clone()
-    exact = rho_test >= 1.0  # a test point equal to a training point: its label(s) win
-    if lim.kind == "singular":
-        h = koenigs(lim, torch.where(exact, torch.zeros_like(rho_test), rho_test))
-        scores = h @ Y
-    elif lim.kind == "nearest_neighbor":
-        b = bottcher(lim, torch.where(exact, torch.zeros_like(rho_test), rho_test))
-        best = b.abs().argmax(dim=1)  # f^(L) ~ sign(B) |B|^(k^L): the largest |B| decides,
-        sign = torch.sign(b.gather(1, best[:, None]))  # for it or (odd k, B < 0) against it
-        scores = sign * Y[best]
-    else:  # linear: the depth-free linear kernel
-        raise ValueError("the linear activation has no infinite-depth classifier of its own")
-    hit = exact.any(dim=1)
-    if bool(hit.any()):
-        scores[hit] = exact[hit].to(Y.dtype) @ Y
-    return scores
 
 
 class DepthSweep:
