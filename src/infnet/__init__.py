@@ -7,7 +7,30 @@ from .limit import Limit, bottcher, koenigs, limit, limit_kernel
 from .network import Dense, Kernel, Network, Nonlinearity, fc, serial
 
 __version__ = "0.1.0"
-__all__ = ["Activation", "Dense", "Kernel", "KernelOverflowError", "Limit", "Network",
-           "Nonlinearity", "activation", "bottcher", "deep_dual", "deep_kernels", "deep_ntk", "fc",
+
+#: names loaded on first use (they import scikit-learn): name -> module
+_LAZY = {"NTKClassifier": "estimators", "NTKRegressor": "estimators",
+         "NNGPRegressor": "estimators", "empirical_ntk": "empirical", "dks": "shaping",
+         "tat": "shaping", "tat_leaky_relu": "shaping"}
+
+
+#: submodules importable as attributes (``infnet.predict.gp_inference``) without an import
+_SUBMODULES = ("classifiers", "data", "empirical", "estimators", "finite_vs_infinite",
+               "phase_diagram", "predict", "propagation", "shaping")
+
+
+def __getattr__(name: str):
+    import importlib
+
+    if name in _LAZY:
+        return getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+    if name in _SUBMODULES:
+        return importlib.import_module(f".{name}", __name__)
+    raise AttributeError(f"module 'infnet' has no attribute {name!r}")
+
+
+__all__ = ["Activation", "Dense", "Kernel", "KernelOverflowError", "Limit", "NNGPRegressor",
+           "NTKClassifier", "NTKRegressor", "Network", "Nonlinearity", "dks", "empirical_ntk",
+           "tat", "tat_leaky_relu", "activation", "bottcher", "deep_dual", "deep_kernels", "deep_ntk", "fc",
            "from_dual", "from_hermite", "koenigs", "limit", "limit_kernel", "list_activations",
            "optimal_activation", "serial", "sine_activation"]

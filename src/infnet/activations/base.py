@@ -245,11 +245,53 @@ class Activation:
         one = torch.ones((), dtype=torch.float64)
         return self.scaled(1.0 / math.sqrt(float(self._norm2(one))))
 
+    def __reduce_ex__(self, protocol):
+        """Pickle a catalog activation as its name, parameters and changed plain fields (its
+        functions are lambdas of the catalog, which pickle cannot store by reference); any
+        other activation pickles field by field (its functions must be importable)."""
+        spec = _catalog_spec(self)
+        if spec is not None:
+            return (_from_catalog, spec)
+        return super().__reduce_ex__(protocol)
+
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in self.params.items())
         if self.gain != 1.0:
             args = ", ".join(filter(None, [args, f"gain={self.gain:.6g}"]))
         return f"Activation({self.name}{', ' + args if args else ''})"
+
+
+_PLAIN_FIELDS = ("kinks", "jumps", "formula", "source", "gain")
+
+
+def _catalog_spec(act: Activation):
+    """(name, params, changed plain fields) when ``act`` is the catalog's activation of that
+    name (same functions), possibly rescaled or re-described; else None."""
+    from .catalog import activation, entry
+
+    try:
+        e = entry(act.name)
+    except KeyError:
+        return None
+    if e.factory is None and act.fn is not e.fn:
+        return None
+    try:
+        base = activation(act.name, **act.params)
+    except (TypeError, ValueError):
+        return None
+    if type(base) is not type(act):
+        return None
+    if e.factory is None and any(getattr(act, f) is not getattr(base, f)
+                                 for f in ("closed_form", "angle_form", "derivative_fn")):
+        return None  # (a factory builds new functions each time: its name and params decide)
+    changed = {f: getattr(act, f) for f in _PLAIN_FIELDS if getattr(act, f) != getattr(base, f)}
+    return act.name, dict(act.params), changed
+
+
+def _from_catalog(name: str, params: dict, changed: dict) -> Activation:
+    from .catalog import activation
+
+    return dataclasses.replace(activation(name, **params), **changed)
 
 
 def all_finite(t: Tensor) -> bool:
