@@ -76,3 +76,58 @@ def test_kernel_bad_input_is_a_clear_error(argv, phrase, capsys):
 def test_missing_data_file_names_it(tmp_path):
     with pytest.raises(SystemExit, match="no data file"):
         main(["kernel", str(tmp_path / "absent.npy")])
+
+
+def test_predict_on_digits_writes_the_accuracy_of_the_estimator(tmp_path, capsys):
+    """`infnet predict` = NTKClassifier on the stratified 50/50 digits split (checked here
+    through the estimator directly), one CSV row per activation and depth."""
+    import csv
+
+    from sklearn.datasets import load_digits
+    from sklearn.model_selection import train_test_split
+
+    out = tmp_path / "res.csv"
+    assert main(["predict", "digits", "-a", "relu", "erf", "-L", "2", "inf",
+                 "-o", str(out)]) == 0
+    rows = list(csv.DictReader(open(out)))
+    assert [(r["activation"], r["depth"]) for r in rows] == [("relu", "2"), ("relu", "inf"),
+                                                             ("erf", "2"), ("erf", "inf")]
+    X, y = load_digits(return_X_y=True)
+    Xtr, Xte, ytr, yte = train_test_split(X, y, test_size=0.5, random_state=0, stratify=y)
+    ref = infnet.NTKClassifier("relu", 2).fit(Xtr, ytr).score(Xte, yte)
+    assert float(rows[0]["accuracy"]) == pytest.approx(ref, abs=1e-12)
+    assert not list(tmp_path.glob("*.partial"))
+    assert "accuracy" in capsys.readouterr().out
+
+
+def test_predict_reads_an_idx_folder(tmp_path):
+    """A folder with an IDX pair (the real binary format, written here) is a data set."""
+    import csv
+    import gzip
+    import struct
+
+    g = np.random.default_rng(0)
+    labels = np.repeat(np.arange(3), 20).astype(np.uint8)
+    images = (g.random((60, 6, 6)) * 60 + labels[:, None, None] * 60).astype(np.uint8)
+    (tmp_path / "set").mkdir()
+    with gzip.open(tmp_path / "set" / "images-idx3-ubyte.gz", "wb") as fh:
+        fh.write(struct.pack(">HBB3I", 0, 8, 3, 60, 6, 6) + images.tobytes())
+    with gzip.open(tmp_path / "set" / "labels-idx1-ubyte.gz", "wb") as fh:
+        fh.write(struct.pack(">HBBI", 0, 8, 1, 60) + labels.tobytes())
+    out = tmp_path / "r.csv"
+    assert main(["predict", str(tmp_path / "set"), "-L", "3", "--preprocess", "center",
+                 "-o", str(out)]) == 0
+    row = next(csv.DictReader(open(out)))
+    assert row["n_train"] == "30" and row["n_test"] == "30"
+    assert float(row["accuracy"]) > 0.9  # three well separated brightness classes
+
+
+@pytest.mark.parametrize("argv, phrase", [
+    (["predict", "nosuchset"], "unknown data set"),
+    (["predict", "digits", "-L", "0"], "depth must be"),
+    (["predict", "mnist", "--root", "/nonexistent-folder"], "train-images-idx3-ubyte"),
+])
+def test_predict_bad_input_is_a_clear_error(argv, phrase, capsys):
+    with pytest.raises(SystemExit) as err:
+        main(argv)
+    assert phrase in str(err.value)

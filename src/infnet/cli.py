@@ -190,6 +190,10 @@ def build_parser() -> argparse.ArgumentParser:
     lm.add_argument("--param", "-p", action="append", type=_param, metavar="NAME=VALUE")
     lm.add_argument("--json", action="store_true")
     lm.set_defaults(func=cmd_limit)
+
+    from .cli_predict import add_parser as add_predict
+
+    add_predict(sub)
     return p
 
 
