@@ -131,3 +131,26 @@ def test_predict_bad_input_is_a_clear_error(argv, phrase, capsys):
     with pytest.raises(SystemExit) as err:
         main(argv)
     assert phrase in str(err.value)
+
+
+def test_propagation_command_relu_is_critical_at_he_init(tmp_path, capsys):
+    assert main(["propagation", "relu", "--w-std", str(2**0.5), "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["phase"] == "critical" and out["chi_1"] == pytest.approx(1.0, abs=1e-12)
+    png = tmp_path / "phase.png"
+    assert main(["propagation", "erf", "--phase-diagram", str(png)]) == 0
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # erf (catalog scaling): chi_1 = w^2 (4/pi) / sqrt(1 + 4 q*) = 1 at b = 0, q* -> 0: w^2 = pi/4
+    assert "b^2 = 0: w^2 = 0.785" in capsys.readouterr().out
+    with pytest.raises(SystemExit, match="activation name"):
+        main(["propagation"])
+
+
+def test_finite_command_writes_figure_and_numbers(tmp_path):
+    png = tmp_path / "fvi.png"
+    assert main(["finite", "-a", "relu", "--widths", "32", "256", "--seeds", "2", "--steps",
+                 "5", "--n-train", "20", "--n-test", "10", "-o", str(png)]) == 0
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    numbers = json.loads(png.with_suffix(".json").read_text())
+    assert set(numbers) == {"relu"}
+    assert not list(tmp_path.glob("*.partial*"))

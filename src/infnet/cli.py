@@ -191,9 +191,11 @@ def build_parser() -> argparse.ArgumentParser:
     lm.add_argument("--json", action="store_true")
     lm.set_defaults(func=cmd_limit)
 
+    from .cli_finite import add_parsers as add_finite
     from .cli_predict import add_parser as add_predict
 
     add_predict(sub)
+    add_finite(sub)
     return p
 
 

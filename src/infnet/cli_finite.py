@@ -1,0 +1,95 @@
+"""``infnet finite`` (finite against infinite width, with its figure) and ``infnet propagation``
+(signal propagation: q*, chi_1, depth scales, the phase diagram, the catalog's table)."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+
+def add_parsers(sub) -> None:
+    from .cli import _param
+
+    f = sub.add_parser("finite", help="finite networks trained by gradient descent against the "
+                       "infinite-width predictions, over widths: table and figure")
+    f.add_argument("--activations", "-a", nargs="+", default=["relu", "erf"], metavar="ACT")
+    f.add_argument("--widths", nargs="+", type=int, default=[64, 256, 1024, 4096])
+    f.add_argument("--depth", "-L", type=int, default=1)
+    f.add_argument("--seeds", type=int, default=4, help="networks per width")
+    f.add_argument("--steps", nargs="+", type=int, default=[20, 100],
+                   help="gradient-descent steps at which outputs are compared")
+    f.add_argument("--n-train", type=int, default=100)
+    f.add_argument("--n-test", type=int, default=50)
+    f.add_argument("--seed", type=int, default=0)
+    f.add_argument("--out", "-o", default="infnet-finite.png", help="figure (PNG, PDF, SVG)")
+    f.set_defaults(func=cmd_finite)
+
+    p = sub.add_parser("propagation", help="signal propagation of an activation: q*, chi_1, "
+                       "phase, depth scales; --phase-diagram writes the figure; --all tabulates "
+                       "the catalog")
+    p.add_argument("name", nargs="?", help="catalog name (omit with --all)")
+    p.add_argument("--param", "-p", action="append", type=_param, metavar="NAME=VALUE")
+    p.add_argument("--w-std", type=float, default=1.0)
+    p.add_argument("--b-std", type=float, default=0.0)
+    p.add_argument("--phase-diagram", metavar="PNG", help="write chi_1 over (w^2, b^2) here")
+    p.add_argument("--all", action="store_true", help="every catalog activation at (w, b)")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_propagation)
+
+
+def _finite_numbers(x) -> object:
+    """JSON-friendly: inf and nan as strings."""
+    if isinstance(x, float) and not math.isfinite(x):
+        return str(x)
+    if isinstance(x, dict):
+        return {k: _finite_numbers(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_finite_numbers(v) for v in x]
+    return x
+
+
+def cmd_finite(args) -> int:
+    from .finite_vs_infinite import deviation_figure
+
+    if min(args.widths) < 1 or args.seeds < 1 or min(args.steps) < 1:
+        raise SystemExit("error: widths, --seeds and --steps must be positive integers")
+    out = Path(args.out)
+    tmp = out.with_name(out.stem + ".partial" + out.suffix)
+    numbers = deviation_figure(tmp, activations=tuple(args.activations), depth=args.depth,
+                               widths=tuple(args.widths), n_seeds=args.seeds,
+                               steps=tuple(args.steps), n_train=args.n_train,
+                               n_test=args.n_test, seed=args.seed)
+    tmp.replace(out)
+    table = out.with_suffix(".json")
+    table.write_text(json.dumps(_finite_numbers(numbers), indent=1, default=str))
+    print(f"wrote {out} and {table}")
+    return 0
+
+
+def cmd_propagation(args) -> int:
+    from dataclasses import asdict
+
+    from .activations import activation
+    from .phase_diagram import format_table, phase_diagram, propagation_table
+    from .propagation import propagation
+
+    if args.all:
+        rows = propagation_table(w_std=args.w_std, b_std=args.b_std)
+        print(json.dumps(_finite_numbers(rows), indent=1) if args.json else format_table(rows))
+        return 0
+    if not args.name:
+        raise SystemExit("error: give an activation name, or --all for the whole catalog")
+    act = activation(args.name, **dict(args.param or []))
+    result = propagation(act, args.w_std, args.b_std)
+    if args.json:
+        print(json.dumps(_finite_numbers(asdict(result)), indent=1, default=str))
+    else:
+        for key, value in asdict(result).items():
+            print(f"{key:>10}: {value}")
+    if args.phase_diagram:
+        d = phase_diagram(act, path=args.phase_diagram)
+        ok = [f"b^2 = {b:g}: w^2 = {w:.6g}" for b, w in zip(d.b_var, d.critical_w_var, strict=True)
+              if math.isfinite(w)]
+        print(f"wrote {args.phase_diagram}; critical line: " + ("; ".join(ok) or "none in range"))
+    return 0
