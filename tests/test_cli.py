@@ -154,3 +154,36 @@ def test_finite_command_writes_figure_and_numbers(tmp_path):
     numbers = json.loads(png.with_suffix(".json").read_text())
     assert set(numbers) == {"relu"}
     assert not list(tmp_path.glob("*.partial*"))
+
+
+def test_kernel_store_and_solve_match_the_dense_computation(tmp_path, capsys):
+    """`infnet kernel --store` writes the tiled kernel (a second run finds it complete and
+    recomputes nothing); `infnet solve` reads it and reaches the direct solve's coefficients."""
+    from sklearn.datasets import load_digits
+
+    x, y = load_digits(return_X_y=True)
+    x, y = x[:300] / np.linalg.norm(x[:300], axis=1, keepdims=True), y[:300]
+    np.save(tmp_path / "x.npy", x)
+    np.save(tmp_path / "y.npy", y)
+    store = tmp_path / "K"
+    argv = ["kernel", str(tmp_path / "x.npy"), "-a", "erf", "-L", "3", "--kind", "ntk",
+            "--store", str(store), "--tile", "128"]
+    assert main(argv) == 0
+    stamps = {p.name: p.stat().st_mtime_ns for p in store.glob("tile_*.npy")}
+    assert len(stamps) == 6  # 3 x 3 tiles, upper triangle
+    assert main(argv) == 0
+    assert {p.name: p.stat().st_mtime_ns for p in store.glob("tile_*.npy")} == stamps
+    K = infnet.fc("erf", 3, w_std=2**0.5).kernel(torch.as_tensor(x)).ntk
+    from infnet.scale import KernelStore
+
+    assert torch.allclose(torch.as_tensor(KernelStore.open(store).to_array()), K, rtol=1e-12,
+                          atol=1e-14)
+    out = tmp_path / "alpha.npy"
+    assert main(["solve", str(store), "--labels", str(tmp_path / "y.npy"), "--ridge", "1e-3",
+                 "--tol", "1e-10", "-o", str(out)]) == 0
+    Y = np.eye(10)[y]
+    direct = np.linalg.solve(K.numpy() + 1e-3 * np.eye(300), Y)
+    np.testing.assert_allclose(np.load(out), direct, rtol=1e-7, atol=1e-9 * np.abs(direct).max())
+    with pytest.raises(SystemExit, match="differ"):  # another network for the same folder
+        main(["kernel", str(tmp_path / "x.npy"), "-a", "relu", "-L", "3", "--kind", "ntk",
+              "--store", str(store), "--tile", "128"])

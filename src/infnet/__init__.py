@@ -16,7 +16,7 @@ _LAZY = {"NTKClassifier": "estimators", "NTKRegressor": "estimators",
 
 #: submodules importable as attributes (``infnet.predict.gp_inference``) without an import
 _SUBMODULES = ("classifiers", "data", "empirical", "estimators", "finite_vs_infinite",
-               "phase_diagram", "predict", "propagation", "shaping")
+               "phase_diagram", "predict", "propagation", "scale", "shaping")
 
 
 def __getattr__(name: str):

@@ -89,6 +89,8 @@ def cmd_kernel(args) -> int:
         x2 = load_array(args.data2)
         if args.normalize:
             x2 = x2 / np.linalg.norm(x2, axis=1, keepdims=True)
+    if args.store:
+        return _kernel_store(net, x1, x2, args)
     k = net.kernel(torch.as_tensor(x1), None if x2 is None else torch.as_tensor(x2))
     kinds = ["nngp", "ntk"] if args.kind == "both" else [args.kind]
     if args.out:
@@ -111,6 +113,51 @@ def cmd_kernel(args) -> int:
             print(f"{kind} ({tuple(getattr(k, kind).shape)}):")
             print(getattr(k, kind).numpy())
     return 0
+
+
+def _kernel_store(net, x1, x2, args) -> int:
+    """``infnet kernel --store PATH``: the tiled, resumable kernel on disk (``infnet.scale``)."""
+    import torch
+
+    from .scale import StoreMismatchError, compute_kernel
+
+    if args.kind == "both":
+        raise SystemExit("error: --store holds one kernel: give --kind nngp or --kind ntk")
+    try:
+        store = compute_kernel(net, torch.as_tensor(x1), None if x2 is None else torch.as_tensor(x2),
+                               path=args.store, kind=args.kind, tile=args.tile,
+                               scheduler=args.scheduler, workers=args.workers,
+                               dtype=torch.float32 if args.float32 else torch.float64)
+    except StoreMismatchError as err:
+        raise SystemExit(f"error: {err}") from None
+    print(f"kernel store {args.store}: {store.n1} x {store.n2} {args.kind}, "
+          f"{len(store.tiles())} tiles of {args.tile}, complete")
+    return 0
+
+
+def cmd_solve(args) -> int:
+    """``infnet solve STORE --labels FILE``: kernel regression by Nystrom-preconditioned CG,
+    reading the kernel from the store (never the whole matrix in memory)."""
+    import torch
+
+    from .scale import KernelStore, solve
+
+    store = KernelStore.open(args.store)
+    y = load_array(args.labels) if not args.labels.endswith(".npy") else np.load(args.labels)
+    y = np.asarray(y)
+    if y.ndim == 1 and (y.dtype.kind in "iu" or args.one_hot):
+        classes, codes = np.unique(y, return_inverse=True)
+        y = np.eye(len(classes))[codes]
+    alpha, info = solve(store, torch.as_tensor(y, dtype=torch.float64), ridge=args.ridge,
+                        tol=args.tol, max_iter=args.max_iter, rank=args.rank)
+    out = Path(args.out)
+    tmp = out.with_name(out.name + ".partial")
+    with open(tmp, "wb") as fh:
+        np.save(fh, alpha.cpu().numpy())
+    tmp.replace(out)
+    print(f"wrote {out}: alpha {tuple(alpha.shape)}; {info.iterations} iterations, converged "
+          f"{info.converged}, largest relative residual {float(info.final_residuals.max()):.2e}")
+    return 0 if info.converged else 1
 
 
 def cmd_study(args) -> int:
@@ -162,7 +209,27 @@ def build_parser() -> argparse.ArgumentParser:
     k.add_argument("--kind", choices=["nngp", "ntk", "both"], default="both")
     k.add_argument("--normalize", action="store_true", help="scale rows to unit norm")
     k.add_argument("--out", "-o", help="write .npz (or .npy for one kind) instead of printing")
+    k.add_argument("--store", metavar="PATH", help="compute in tiles into this folder "
+                   "(resumable: run again after an interruption); needs --kind nngp|ntk")
+    k.add_argument("--tile", type=int, default=2048, help="tile size with --store")
+    k.add_argument("--scheduler", help="with --store: 'local' (a Dask LocalCluster on this "
+                   "machine) or a Dask scheduler address (the folder must be shared)")
+    k.add_argument("--workers", type=int, default=None, help="workers of --scheduler local")
+    k.add_argument("--float32", action="store_true", help="store float32 tiles")
     k.set_defaults(func=cmd_kernel)
+
+    so = sub.add_parser("solve", help="kernel regression on a kernel store (infnet kernel "
+                        "--store) by Nystrom-preconditioned conjugate gradients")
+    so.add_argument("store", help="folder written by infnet kernel --store")
+    so.add_argument("--labels", required=True, help=".npy/.csv/.txt targets: integer labels "
+                    "(one-hot encoded) or an (n, outputs) array")
+    so.add_argument("--one-hot", action="store_true", help="one-hot encode 1-D float labels too")
+    so.add_argument("--ridge", type=float, default=0.0)
+    so.add_argument("--tol", type=float, default=1e-8, help="relative residual to reach")
+    so.add_argument("--max-iter", type=int, default=1000)
+    so.add_argument("--rank", type=int, default=None, help="Nystrom rank (default min(n, 1000))")
+    so.add_argument("--out", "-o", default="alpha.npy", help="dual coefficients (.npy)")
+    so.set_defaults(func=cmd_solve)
 
     from .study import DEFAULT_ACTIVATIONS, DEFAULT_DATA, DEFAULT_DEPTHS, _depth_text
 

@@ -189,7 +189,11 @@ class Network:
         return Kernel(nngp, ntk)
 
     def _table(self, sq: float, width: int) -> AngleTable:
-        key = (round(sq, 15), width)
+        """The angle table at input variance sq, built at sq rounded to 15 digits (inputs of
+        one norm give variances that differ in the last bits from call to call; a table at the
+        rounded value makes every call's result independent of which call built it)."""
+        sq = round(sq, 15)
+        key = (sq, width)
         if key not in self._tables:
             def fn(theta: np.ndarray) -> np.ndarray:
                 k, t = self.angle_kernel(torch.from_numpy(theta), sq, width)

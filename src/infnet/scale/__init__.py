@@ -1,0 +1,32 @@
+"""Kernels beyond one machine's memory: tiled, resumable kernel stores on disk, computed in
+one process or on a Dask cluster.
+
+    from infnet.scale import compute_kernel, KernelStore
+    store = compute_kernel(net, x, path="K_ntk", tile=2048, scheduler="local", workers=8)
+    store = KernelStore.open("K_ntk")          # later, elsewhere
+    store.matvec(v); store.columns(idx); store.diagonal(); store.block(rows, cols)
+    alpha, info = solve(store, Y, ridge=1e-6, tol=1e-8)   # Nystrom-preconditioned CG
+    alpha, info = solve(NetworkOperator(net, x), Y)       # tiles recomputed, never stored
+
+``store`` (tiles on disk, manifest, fingerprint), ``compute`` (single process or Dask),
+``operators`` (K through products and columns), ``nystrom`` (the preconditioner), ``solve``.
+"""
+
+from .compute import compute_kernel, compute_tile, local_cluster
+from .nystrom import NystromPreconditioner, default_rank, nystrom
+from .operators import DenseOperator, KernelOperator, NetworkOperator, predict
+from .solve import ConvergenceWarning, SolveInfo, solve
+from .store import (
+    CorruptTileError,
+    KernelStore,
+    StoreMismatchError,
+    StoreWriteError,
+    Verification,
+    fingerprint,
+)
+
+__all__ = ["ConvergenceWarning", "CorruptTileError", "DenseOperator", "KernelOperator",
+           "KernelStore", "NetworkOperator", "NystromPreconditioner", "SolveInfo",
+           "StoreMismatchError", "StoreWriteError", "Verification", "compute_kernel",
+           "compute_tile", "default_rank", "fingerprint", "local_cluster", "nystrom", "predict",
+           "solve"]

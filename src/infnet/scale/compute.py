@@ -1,0 +1,200 @@
+"""Tiled, resumable computation of a network's kernel into a ``KernelStore``: in this process
+or on a Dask cluster (one task per tile).
+
+The kernel is *defined* tile by tile: tile (i, j) is ``net.kernel(x1[rows_i], x2[cols_j])``
+(a diagonal tile of a symmetric kernel: ``net.kernel(x1[rows_i])``, its upper triangle
+mirrored so that the stored kernel is exactly symmetric), computed by ``compute_tile`` with one
+torch thread on a fresh copy of the network. Every mode runs that same function, so results
+are bit-for-bit the same in one process, on a local cluster or on many machines of one kind;
+they may differ in the last bits from one ``net.kernel(x)`` call, which picks its path (angle
+table or exact) from the norms of all inputs at once.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import uuid
+import warnings
+
+import numpy as np
+import torch
+
+from .store import KernelStore, fingerprint
+
+
+def compute_tile(net, x1, x2, store: KernelStore, i: int, j: int,
+                 dtype: torch.dtype = torch.float64) -> tuple[int, int]:
+    """Compute tile (i, j) of ``store`` with one torch thread and write it (atomically).
+
+    ``x2`` is None for a symmetric store. The number of threads is restored afterwards (BLAS
+    and OpenMP reductions may change in the last bit with it); the row and column blocks are
+    copied into fresh (aligned) memory so that results do not depend on where the inputs lie.
+    (The network's cached angle tables are built at a rounded input variance, so a tile does
+    not depend on the tiles computed before it in the same process.) One tile at a time per
+    process: ``torch.set_num_threads`` is global.
+    """
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        a = x1[store.rows(i)].clone()
+        if store.symmetric and i == j:
+            k = net.kernel(a, get=store.kind, dtype=dtype)
+        else:
+            b = (x1 if x2 is None else x2)[store.cols(j)].clone()
+            k = net.kernel(a, b, get=store.kind, dtype=dtype)
+        values = k.get(store.kind).cpu().numpy()
+        if store.symmetric and i == j:  # (x x^T in BLAS is not always exactly symmetric)
+            values = np.triu(values) + np.triu(values, 1).T
+    finally:
+        torch.set_num_threads(threads)
+    store.write_tile(i, j, values)
+    return i, j
+
+
+def _as_input(x, name: str) -> torch.Tensor:
+    x = x if torch.is_tensor(x) else torch.as_tensor(np.asarray(x, dtype=np.float64))
+    if x.ndim < 2 or x.shape[0] < 1:
+        raise ValueError(f"{name} must be (n, features) with n >= 1, got shape {tuple(x.shape)}")
+    return x.reshape(x.shape[0], -1).contiguous()
+
+
+def compute_kernel(net, x1, x2=None, *, path, kind: str = "ntk", tile: int = 2048,
+                   scheduler=None, workers: int | None = None, progress: bool = True,
+                   dtype: torch.dtype = torch.float64, overwrite: bool = False) -> KernelStore:
+    """The ``kind`` ("nngp" or "ntk") kernel of ``net`` between the rows of x1 and x2 (None: x1
+    with itself; only tiles j >= i are stored) in tiles of ``tile`` x ``tile``, in the folder
+    ``path``; returns the ``KernelStore``.
+
+    Resumable: tiles already done (data and checksum agree) are skipped, others (missing,
+    half-written, corrupted) computed; run it again after an interruption. A folder holding a
+    store of other data, network or parameters is refused (``StoreMismatchError``) unless
+    ``overwrite=True``, which deletes its tiles.
+
+    ``scheduler``: None computes in this process (one thread: results are identical in every
+    mode); ``"local"`` starts a ``dask.distributed.LocalCluster`` of ``workers`` (default 2)
+    single-threaded processes (``local_cluster``); any other string is the address of a running
+    Dask scheduler (``"tcp://host:8786"``); a ``distributed.Client`` is used as it is (its
+    workers should have one thread each). Each task computes
+    and writes one tile itself, so workers on other machines need ``path`` on a filesystem they
+    all share (NFS, Lustre...). The inputs and the network are sent once to each worker; the
+    network's activations must pickle (catalog activations travel by name; your own functions
+    must be importable on the workers, or lambdas that cloudpickle can copy). Scripts that use
+    ``"local"`` need the ``if __name__ == "__main__":`` guard (workers are new processes).
+    """
+    if kind not in ("nngp", "ntk"):
+        raise ValueError(f"kind must be 'nngp' or 'ntk', got {kind!r}")
+    if not (isinstance(tile, int) and tile >= 1):
+        raise ValueError(f"tile must be a positive integer, got {tile!r}")
+    if dtype not in (torch.float32, torch.float64):
+        raise ValueError(f"dtype must be torch.float32 or torch.float64, got {dtype!r}")
+    if not (scheduler is None or isinstance(scheduler, str) or hasattr(scheduler, "submit")):
+        raise TypeError(f"scheduler must be None, 'local', a scheduler address or a "
+                        f"distributed.Client, got {scheduler!r}")
+    fp = fingerprint(net, x1, x2, kind=kind, tile=tile, dtype=dtype)
+    x1 = _as_input(x1, "x1")
+    x2 = None if x2 is None else _as_input(x2, "x2")
+    if x2 is not None and x2.shape[1] != x1.shape[1]:
+        raise ValueError(f"x1 has {x1.shape[1]} features and x2 has {x2.shape[1]}")
+    n2 = x1.shape[0] if x2 is None else x2.shape[0]
+    store = KernelStore.create(path, x1.shape[0], n2, fp, overwrite=overwrite)
+    store.clean()
+    check = store.verify()
+    todo = check.missing + check.corrupt
+    with _progress_bar(progress, kind, len(store.tiles()), len(check.done)) as advance:
+        if scheduler is None:
+            for i, j in todo:
+                compute_tile(net, x1, x2, store, i, j, dtype)
+                advance()
+        elif todo:
+            _run_dask(scheduler, workers, net, x1, x2, store, todo, dtype, advance)
+    return store
+
+
+@contextlib.contextmanager
+def _progress_bar(enabled: bool, kind: str, total: int, done: int):
+    """A rich progress bar over tiles; yields the function that advances it by one tile."""
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
+    columns = (TextColumn(f"{kind} tiles"), BarColumn(), MofNCompleteColumn(),
+               TimeElapsedColumn(), TimeRemainingColumn())
+    with Progress(*columns, disable=not enabled) as bar:
+        task = bar.add_task(kind, total=total, completed=done)
+        yield lambda: bar.advance(task)
+
+
+def _require_dask():
+    try:
+        import distributed
+    except ImportError as err:
+        raise ImportError("scheduler=... needs Dask: pip install 'infnet[dask]' "
+                          "(dask[distributed])") from err
+    return distributed
+
+
+def _check_picklable(net) -> None:
+    from distributed.protocol import pickle as dask_pickle
+
+    try:
+        dask_pickle.loads(dask_pickle.dumps(net))
+    except Exception as err:
+        raise TypeError(
+    f"the network cannot be sent to Dask workers ({type(err).__name__}: {err}). Catalog "
+            "activations travel by name; a function of your own must be picklable (defined at "
+            "module level in a module the workers can import). Or run with scheduler=None."
+        ) from err
+
+
+def local_cluster(workers: int = 2, **kwargs):
+    """The ``dask.distributed.LocalCluster`` that ``scheduler="local"`` starts: ``workers``
+    single-threaded processes, no dashboard, and without Dask's default
+    ``MALLOC_TRIM_THRESHOLD_=65536`` in the workers' environment, which halves the tile
+    throughput (every large temporary is then mapped and page-faulted anew); set
+    ``distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_`` to null on your own
+    clusters too. Start one to reuse across calls: ``scheduler=cluster.scheduler_address``."""
+    import dask
+    from distributed import LocalCluster
+
+    with dask.config.set({"distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None}):
+        return LocalCluster(**{"n_workers": workers, "threads_per_worker": 1, "processes": True,
+                               "dashboard_address": None, **kwargs})
+
+
+def _client(stack: contextlib.ExitStack, scheduler, workers):
+    from distributed import Client
+
+    if scheduler == "local":
+        cluster = stack.enter_context(local_cluster(workers or 2))
+        return stack.enter_context(Client(cluster))
+    return stack.enter_context(Client(scheduler)) if isinstance(scheduler, str) else scheduler
+
+
+def _run_dask(scheduler, workers, net, x1, x2, store, todo, dtype, advance) -> None:
+    """One task per tile on a Dask cluster; the inputs and the network are scattered once to
+    every worker (not pickled into each task)."""
+    as_completed = _require_dask().as_completed
+    _check_picklable(net)
+    with contextlib.ExitStack() as stack:
+        client = _client(stack, scheduler, workers)
+        if any(n > 1 for n in client.nthreads().values()):
+            warnings.warn("Dask workers with several threads run tiles concurrently while each "
+                          "sets torch's (process-wide) thread count: use threads_per_worker=1 "
+                          "for reproducible tiles", stacklevel=3)
+        net_f, x1_f = (client.scatter(v, broadcast=True, hash=False) for v in (net, x1))
+        x2_f = None if x2 is None else client.scatter(x2, broadcast=True, hash=False)
+        run = uuid.uuid4().hex[:8]
+        futures = [client.submit(compute_tile, net_f, x1_f, x2_f, store, i, j, dtype,
+                                 pure=False, key=f"infnet-tile-{i}-{j}-{run}")
+                   for i, j in todo]
+        try:
+            for future in as_completed(futures):
+                future.result()
+                advance()
+        finally:
+            client.cancel(futures)

@@ -1,0 +1,357 @@
+"""A kernel matrix on disk, in tiles: a folder that a computation fills and resumes.
+
+Layout of a store folder::
+
+    manifest.json             format, n1, n2, tile, dtype, kind, symmetric, fingerprint, parts
+    tile_00000_00003.npy      rows [0, tile), columns [3 tile, 4 tile) of the kernel
+    tile_00000_00003.sha256   sha256 of the .npy file's bytes
+
+Every file is written atomically (a temporary name in the same folder, flush, ``os.fsync``,
+``os.replace``), the checksum after its tile, so a tile is *done* only when both exist and
+agree: a process killed at any point leaves tiles that are either done or ignored (and
+recomputed). Symmetric kernels (x2 = x1) store the tiles j >= i only.
+
+The fingerprint (``fingerprint``) is a sha256 of the inputs (bytes, shape, dtype), of the
+network (``repr`` and, for activations outside the catalog, their functions' code) and of the
+parameters (kind, tile, dtype); a store made for other inputs is refused with what differs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import hashlib
+import io
+import json
+import os
+import re
+import uuid
+from pathlib import Path
+
+import numpy as np
+import torch
+
+FORMAT = 1
+MANIFEST = "manifest.json"
+_TILE = re.compile(r"^tile_(\d+)_(\d+)\.(npy|sha256)$")
+_TMP = re.compile(r"^\..*\.tmp$")  # temporary names: ".<final name>.<random>.tmp"
+
+
+class StoreMismatchError(ValueError):
+    """An existing store was made for other data, network or parameters."""
+
+
+class StoreWriteError(OSError):
+    """A file of the store could not be written (unwritable folder, full disk...)."""
+
+
+class CorruptTileError(OSError):
+    """A tile's bytes disagree with its recorded checksum."""
+
+
+# ---- fingerprint -----------------------------------------------------------------------------
+def _array_part(x) -> dict | None:
+    """shape, dtype and sha256 of an array's bytes (C order)."""
+    if x is None:
+        return None
+    a = np.ascontiguousarray(x.detach().cpu().numpy() if torch.is_tensor(x) else np.asarray(x))
+    return {"shape": list(a.shape), "dtype": str(a.dtype),
+            "sha256": hashlib.sha256(a.reshape(-1).view(np.uint8)).hexdigest()}
+
+
+def _code_digest(obj, h, depth: int = 0) -> None:
+    """Feed a function's code (bytecode, names, constants, nested code, closure values) to h."""
+    if not hasattr(obj, "__code__") or depth > 4:
+        h.update(repr(obj).encode() if isinstance(obj, (int, float, str, bool)) else b"?")
+        return
+    stack = [obj.__code__]
+    while stack:
+        c = stack.pop()
+        stack += [k for k in c.co_consts if hasattr(k, "co_code")]
+        consts = [sorted(map(repr, k)) if isinstance(k, frozenset) else k  # (hash-seed order)
+                  for k in c.co_consts if not hasattr(k, "co_code")]
+        h.update(c.co_code + repr((c.co_names, consts)).encode())
+    for cell in getattr(obj, "__closure__", None) or ():
+        with contextlib.suppress(ValueError):  # (an empty cell)
+            _code_digest(cell.cell_contents, h, depth + 1)
+
+
+def _network_part(net) -> dict:
+    """repr of the network, and the code of activations that are not the catalog's (two user
+    functions of one name have one repr)."""
+    from ..activations.base import _catalog_spec
+
+    h = hashlib.sha256(repr(net).encode())
+    for act in getattr(net, "activations", []):
+        if _catalog_spec(act) is None:
+            for name in ("fn", "closed_form", "angle_form", "derivative_fn"):
+                _code_digest(getattr(act, name, None), h)
+    return {"repr": repr(net), "sha256": h.hexdigest()}
+
+
+def fingerprint(net, x1, x2=None, *, kind: str, tile: int, dtype) -> dict:
+    """The parts a store is made for: data (x1, x2), network and parameters; and their sha256
+    (key ``"sha256"``). ``x2=None``: the symmetric kernel of x1."""
+    parts = {"data": {"x1": _array_part(x1), "x2": _array_part(x2)},
+             "network": _network_part(net),
+             "params": {"kind": kind, "tile": int(tile), "dtype": str(dtype).replace("torch.", ""),
+                        "symmetric": x2 is None}}
+    digest = hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()
+    return {**parts, "sha256": digest}
+
+
+def _differences(old: dict, new: dict) -> list[str]:
+    """What differs between two fingerprints, in words."""
+    def show(p):
+        return "none" if p is None else f"{tuple(p['shape'])} {p['dtype']} sha256 {p['sha256'][:12]}"
+
+    out = [f"data {key} differ (store: {show(old['data'][key])}; now: {show(new['data'][key])})"
+           for key in ("x1", "x2") if old["data"][key] != new["data"][key]]
+    if old["network"]["sha256"] != new["network"]["sha256"]:
+        same = old["network"]["repr"] == new["network"]["repr"]
+        out.append("network differs" + (" (same repr, different activation code)" if same else
+                                         f" (store: {old['network']['repr']}; "
+                                         f"now: {new['network']['repr']})"))
+    for key, value in new["params"].items():
+        if old["params"].get(key) != value:
+            out.append(f"{key} differs (store: {old['params'].get(key)!r}; now: {value!r})")
+    return out or ["fingerprint differs"]
+
+
+# ---- atomic files ----------------------------------------------------------------------------
+def _fsync_dir(folder: Path) -> None:
+    with contextlib.suppress(OSError):  # (Windows cannot open folders)
+        fd = os.open(folder, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def write_atomic(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` atomically: a temporary name in the same folder, flush,
+    fsync, ``os.replace``. On error the temporary file is removed and ``StoreWriteError``
+    says which file and why."""
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:12]}.tmp")
+    try:
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except OSError as err:
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
+        raise StoreWriteError(
+            f"cannot write {path}: {err.strerror or err}. Check that the folder is writable and "
+            f"that the disk has room for {len(data) / 2**20:.1f} MiB more; tiles already done "
+            "are kept, run again to resume") from err
+    _fsync_dir(path.parent)
+
+
+# ---- the store ---------------------------------------------------------------------------------
+@dataclasses.dataclass(frozen=True)
+class Verification:
+    """Tiles (i, j) by state: done (data and checksum agree), missing (either file absent),
+    corrupt (checksum disagrees); ``complete``: all done."""
+
+    done: list
+    missing: list
+    corrupt: list
+    complete = property(lambda self: not self.missing and not self.corrupt)
+
+
+class KernelStore:
+    """A kernel matrix stored in tiles in a folder (``KernelStore.open(path)`` to read one,
+    ``compute_kernel`` to make one). Read access by tiles, blocks, matrix products."""
+
+    def __init__(self, path, manifest: dict):
+        self.path = Path(path)
+        self.manifest = manifest
+        self.n1, self.n2 = manifest["n1"], manifest["n2"]
+        self.tile_size = manifest["tile"]
+        self._np_dtype = np.dtype(manifest["dtype"])
+        self.dtype = getattr(torch, manifest["dtype"])  #: torch dtype of the entries
+        self.kind = manifest["kind"]
+        self.symmetric = manifest["symmetric"]
+        self.grid = (-(-self.n1 // self.tile_size), -(-self.n2 // self.tile_size))
+
+    @property
+    def n(self) -> int:
+        """n for an n x n store (what ``infnet.scale.solve`` needs of a kernel operator)."""
+        if self.n1 != self.n2:
+            raise AttributeError(f"a {self.n1} x {self.n2} store has no single n; see n1, n2")
+        return self.n1
+
+    def __repr__(self) -> str:
+        return (f"KernelStore({str(self.path)!r}, {self.kind}, {self.n1}x{self.n2}, "
+                f"tile={self.tile_size}, symmetric={self.symmetric})")
+
+    # ---- opening -------------------------------------------------------------------------------
+    @classmethod
+    def open(cls, path) -> KernelStore:
+        """An existing store, from its manifest."""
+        path = Path(path)
+        try:
+            manifest = json.loads((path / MANIFEST).read_text())
+        except FileNotFoundError:
+            raise FileNotFoundError(f"no kernel store at {path} (no {MANIFEST})") from None
+        if manifest.get("format") != FORMAT:
+            raise ValueError(f"{path / MANIFEST} has format {manifest.get('format')!r}; this "
+                             f"version of infnet reads format {FORMAT}")
+        return cls(path, manifest)
+
+    @classmethod
+    def create(cls, path, n1: int, n2: int, fp: dict, *, overwrite: bool = False) -> KernelStore:
+        """The store at ``path`` for fingerprint ``fp`` (``fingerprint``): the existing one if
+        its fingerprint agrees, a new one if there is none (or ``overwrite``: the old store's
+        files are deleted); otherwise ``StoreMismatchError`` says what differs."""
+        path = Path(path)
+        if (path / MANIFEST).exists() and not overwrite:
+            store = cls.open(path)
+            if store.manifest["fingerprint"]["sha256"] == fp["sha256"]:
+                return store
+            raise StoreMismatchError(
+                f"the kernel store at {path} was made for other inputs: "
+                + "; ".join(_differences(store.manifest["fingerprint"], fp))
+                + ". Use a new folder, or overwrite=True to delete its tiles and start again.")
+        try:
+            path.mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            raise StoreWriteError(f"cannot create the kernel store folder {path}: "
+                                  f"{err.strerror or err}; choose a writable path") from err
+        cls._remove(path, everything=True)  # tiles without their manifest cannot be trusted
+        p = fp["params"]
+        manifest = {"format": FORMAT, "n1": int(n1), "n2": int(n2), "tile": p["tile"],
+                    "dtype": p["dtype"], "kind": p["kind"], "symmetric": p["symmetric"],
+                    "fingerprint": fp}
+        write_atomic(path / MANIFEST, json.dumps(manifest, indent=1).encode())
+        return cls(path, manifest)
+
+    @staticmethod
+    def _remove(path: Path, everything: bool) -> int:
+        names = [f for f in path.iterdir() if _TMP.match(f.name) or everything
+                 and (_TILE.match(f.name) or f.name == MANIFEST)]
+        for f in names:
+            f.unlink(missing_ok=True)
+        return len(names)
+
+    def clean(self) -> int:
+        """Delete temporary files left by interrupted writes; returns how many. (Not while a
+        computation writes to this store.)"""
+        return self._remove(self.path, everything=False)
+
+    # ---- tiles ---------------------------------------------------------------------------------
+    def tiles(self) -> list[tuple[int, int]]:
+        """All tiles (i, j) the store holds (j >= i only when symmetric)."""
+        g1, g2 = self.grid
+        return [(i, j) for i in range(g1) for j in range(i if self.symmetric else 0, g2)]
+
+    def rows(self, i: int) -> slice:
+        """The rows of tile row i."""
+        return slice(i * self.tile_size, min((i + 1) * self.tile_size, self.n1))
+
+    def cols(self, j: int) -> slice:
+        """The columns of tile column j."""
+        return slice(j * self.tile_size, min((j + 1) * self.tile_size, self.n2))
+
+    def _files(self, i: int, j: int) -> tuple[Path, Path]:
+        stem = self.path / f"tile_{i:05d}_{j:05d}"
+        return stem.with_suffix(".npy"), stem.with_suffix(".sha256")
+
+    def write_tile(self, i: int, j: int, values) -> None:
+        """Write tile (i, j) (array of its shape): data, then checksum, each atomically."""
+        values = np.ascontiguousarray(values, dtype=self._np_dtype)
+        r, c = self.rows(i), self.cols(j)
+        shape = (r.stop - r.start, c.stop - c.start)
+        if values.shape != shape:
+            raise ValueError(f"tile ({i}, {j}) has shape {shape}, got {values.shape}")
+        buf = io.BytesIO()
+        np.save(buf, values, allow_pickle=False)
+        npy, sha = self._files(i, j)
+        write_atomic(npy, buf.getvalue())
+        write_atomic(sha, hashlib.sha256(buf.getvalue()).hexdigest().encode())
+
+    def _state(self, i: int, j: int) -> tuple[str, bytes | None]:
+        npy, sha = self._files(i, j)
+        try:
+            expected = sha.read_text().strip()
+            data = npy.read_bytes()
+        except FileNotFoundError:
+            return "missing", None
+        return ("done", data) if hashlib.sha256(data).hexdigest() == expected else ("corrupt", None)
+
+    def verify(self) -> Verification:
+        """Check every tile's bytes against its checksum (reads the whole store)."""
+        states = {"done": [], "missing": [], "corrupt": []}
+        for ij in self.tiles():
+            states[self._state(*ij)[0]].append(ij)
+        return Verification(**states)
+
+    def tile(self, i: int, j: int) -> torch.Tensor:
+        """Tile (i, j) of the kernel (the transpose of tile (j, i) below a symmetric store's
+        diagonal), checked against its checksum (``CorruptTileError``)."""
+        if self.symmetric and j < i:
+            return self.tile(j, i).T
+        if not (0 <= i < self.grid[0] and 0 <= j < self.grid[1]):
+            raise IndexError(f"tile ({i}, {j}) is outside the grid {self.grid}")
+        state, data = self._state(i, j)
+        if state != "done":
+            raise (FileNotFoundError if state == "missing" else CorruptTileError)(
+                f"tile ({i}, {j}) of {self.path} is {state}: run compute_kernel again to "
+                "(re)compute it")
+        return torch.from_numpy(np.load(io.BytesIO(data), allow_pickle=False))
+
+    # ---- reading -------------------------------------------------------------------------------
+    def block(self, rows=slice(None), cols=slice(None)) -> torch.Tensor:
+        """K[rows][:, cols] for slices or integer index arrays, reading only the tiles hit."""
+        r = np.arange(self.n1)[rows] if isinstance(rows, slice) else np.asarray(rows, dtype=np.int64)
+        c = np.arange(self.n2)[cols] if isinstance(cols, slice) else np.asarray(cols, dtype=np.int64)
+        r, c = np.where(r < 0, r + self.n1, r), np.where(c < 0, c + self.n2, c)
+        out = np.empty((len(r), len(c)), dtype=self._np_dtype)
+        t = self.tile_size
+        for i in np.unique(r // t):
+            ri = np.flatnonzero(r // t == i)
+            for j in np.unique(c // t):
+                cj = np.flatnonzero(c // t == j)
+                values = self.tile(int(i), int(j)).numpy()
+                out[np.ix_(ri, cj)] = values[np.ix_(r[ri] - i * t, c[cj] - j * t)]
+        return torch.from_numpy(out)
+
+    def columns(self, idx) -> torch.Tensor:
+        """K[:, idx] (e.g. the landmark columns of a Nystrom preconditioner)."""
+        return self.block(slice(None), idx)
+
+    def diagonal(self) -> torch.Tensor:
+        """The diagonal K[k, k], k < min(n1, n2), from the diagonal tiles."""
+        parts = [self.tile(i, i).numpy().diagonal() for i in range(min(self.grid))]
+        return torch.from_numpy(np.concatenate(parts)[:min(self.n1, self.n2)].copy())
+
+    def to_array(self, out=None):
+        """The whole (n1, n2) kernel as a torch tensor, or written into ``out`` (a NumPy array
+        or memmap, or a torch tensor, of that shape), which is returned."""
+        target = torch.from_numpy(np.empty((self.n1, self.n2), self._np_dtype)) if out is None else out
+        if tuple(target.shape) != (self.n1, self.n2):
+            raise ValueError(f"out has shape {tuple(target.shape)}, expected {(self.n1, self.n2)}")
+        dest = target.numpy() if torch.is_tensor(target) else target
+        for i, j in self.tiles():
+            values = self.tile(i, j).numpy()
+            dest[self.rows(i), self.cols(j)] = values
+            if self.symmetric and i != j:
+                dest[self.cols(j), self.rows(i)] = values.T
+        if isinstance(dest, np.memmap):
+            dest.flush()
+        return target
+
+    def matvec(self, v) -> torch.Tensor:
+        """K @ v by tiles, v of shape (n2,) or (n2, m); memory O(tile^2 + n m)."""
+        v = v.detach().cpu().numpy() if torch.is_tensor(v) else np.asarray(v)
+        if v.shape[0] != self.n2:
+            raise ValueError(f"v has {v.shape[0]} rows, the kernel {self.n2} columns")
+        out = np.zeros((self.n1,) + v.shape[1:], dtype=np.result_type(self._np_dtype, v.dtype))
+        for i, j in self.tiles():
+            values = self.tile(i, j).numpy()
+            out[self.rows(i)] += values @ v[self.cols(j)]
+            if self.symmetric and i != j:
+                out[self.cols(j)] += values.T @ v[self.rows(i)]
+        return torch.from_numpy(out)
