@@ -24,7 +24,9 @@ from .store import KernelStore, fingerprint
 
 def compute_tile(net, x1, x2, store: KernelStore, i: int, j: int,
                  dtype: torch.dtype = torch.float64) -> tuple[int, int]:
-    """Compute tile (i, j) of ``store`` with one torch thread and write it (atomically).
+    """Compute tile (i, j) of ``store`` with one torch thread and write it (atomically), in
+    float64 whatever the store's dtype (a float32 store rounds the float64 tile: the fast
+    equal-norm path needs float64 norms, and the entries are then correctly rounded).
 
     ``x2`` is None for a symmetric store. The number of threads is restored afterwards (BLAS
     and OpenMP reductions may change in the last bit with it); the row and column blocks are
@@ -38,10 +40,10 @@ def compute_tile(net, x1, x2, store: KernelStore, i: int, j: int,
     try:
         a = x1[store.rows(i)].clone()
         if store.symmetric and i == j:
-            k = net.kernel(a, get=store.kind, dtype=dtype)
+            k = net.kernel(a, get=store.kind, dtype=torch.float64)
         else:
             b = (x1 if x2 is None else x2)[store.cols(j)].clone()
-            k = net.kernel(a, b, get=store.kind, dtype=dtype)
+            k = net.kernel(a, b, get=store.kind, dtype=torch.float64)
         values = k.get(store.kind).cpu().numpy()
         if store.symmetric and i == j:  # (x x^T in BLAS is not always exactly symmetric)
             values = np.triu(values) + np.triu(values, 1).T
