@@ -249,15 +249,25 @@ class NNGPRegressor(RegressorMixin, _InfiniteNetwork):
     def predict(self, X, return_std: bool = False, return_cov: bool = False):
         if return_std and return_cov:
             raise ValueError("return_std and return_cov cannot both be True")
-        f = self._scores(X)
-        f = f[:, 0] if self._vector_y else f
         if not (return_std or return_cov):
-            return f
+            f = self._scores(X)
+            return f[:, 0] if self._vector_y else f
+        check_is_fitted(self, "X_fit_")
         X = self._check_X(X, reset=False)
         net, model = self._network(), self.model_
-        x = self._tensor(X)
-        cross = net.kernel(x, self._tensor(self.X_fit_), get="nngp").nngp
+        coef = model.dual_coef(math.inf)
+        means, spreads = [], []
+        for rows, cross in self._cross_blocks(X):  # each cross-kernel block computed once
+            means.append(cross @ coef)
+            x = self._tensor(X[rows])
+            if return_cov:
+                spreads.append(cross)
+            else:
+                qs, _ = net.diagonal((x * x).sum(1) / x.shape[1], x.shape[1])  # K(x, x)
+                spreads.append(model.variance(cross, qs[-1]).sqrt())
+        f = torch.cat(means).cpu().numpy()
+        f = f[:, 0] if self._vector_y else f
         if return_cov:
-            return f, model.covariance(cross, net.kernel(x, get="nngp").nngp).cpu().numpy()
-        qs, _ = net.diagonal((x * x).sum(1) / x.shape[1], x.shape[1])  # K(x, x) per row
-        return f, model.variance(cross, qs[-1]).sqrt().cpu().numpy()
+            k_test = net.kernel(self._tensor(X), get="nngp").nngp
+            return f, model.covariance(torch.cat(spreads), k_test).cpu().numpy()
+        return f, torch.cat(spreads).cpu().numpy()
