@@ -27,13 +27,22 @@ def sphere(n, d, seed=0, radius=None):
 
 def relu_depth1(x1, x2, w, b):
     """NNGP and NTK of Dense(w, b), relu, Dense(w, b) in the NTK parameterization, by hand
-    (Cho & Saul 2009 arc-cosine kernel; Jacot et al. 2018 recursion)."""
+    (Cho & Saul 2009 arc-cosine kernel; Jacot et al. 2018 recursion).
+
+    The first layer's covariance is that of the augmented vectors a = (w x / sqrt(d), b), and
+    their angle is taken from the chord, 2 atan2(|u - u'|, |u + u'|) for u = a / |a|, which is
+    exact for equal rows: arccos of a rounded correlation near 1 would be off by ~1e-8 (and
+    differently on different BLAS builds), and the ReLU NTK feels that error linearly."""
     d = x1.shape[1]
-    s0 = w**2 * x1 @ x2.T / d + b**2
-    q1 = w**2 * (x1 * x1).sum(1) / d + b**2
-    q2 = w**2 * (x2 * x2).sum(1) / d + b**2
+    a1 = torch.cat([w * x1 / math.sqrt(d), torch.full((x1.shape[0], 1), float(b), dtype=x1.dtype)], 1)
+    a2 = torch.cat([w * x2 / math.sqrt(d), torch.full((x2.shape[0], 1), float(b), dtype=x2.dtype)], 1)
+    s0 = a1 @ a2.T
+    q1, q2 = (a1 * a1).sum(1), (a2 * a2).sum(1)
     r = (q1[:, None] * q2[None, :]).sqrt()
-    theta = torch.arccos((s0 / r).clamp(-1, 1))
+    u1, u2 = a1 / q1.sqrt()[:, None], a2 / q2.sqrt()[:, None]
+    diff = (u1[:, None, :] - u2[None, :, :]).norm(dim=-1)
+    summ = (u1[:, None, :] + u2[None, :, :]).norm(dim=-1)
+    theta = 2 * torch.atan2(diff, summ)
     k = r / (2 * math.pi) * (torch.sin(theta) + (math.pi - theta) * torch.cos(theta))
     kdot = (math.pi - theta) / (2 * math.pi)
     nngp = w**2 * k + b**2
