@@ -9,6 +9,7 @@ from those, fixed points by scipy's brentq on the closed forms, brute-force iter
 from __future__ import annotations
 
 import math
+import sys
 import time
 
 import mpmath as mp
@@ -340,6 +341,15 @@ GRID = torch.cat([t([-1.0, -0.999]), torch.linspace(-0.95, 0.95, 20, dtype=F64),
 def test_deep_kernels_match_plain_iteration(act):
     lim = limit(act)
     for depth in (1, 5, 800):
+        if depth * math.log(lim.slope1) > math.log(sys.float_info.max):  # NTK(1) = sum_l f'(1)^l overflows
+            with pytest.raises(infnet.KernelOverflowError, match="NTK .* overflows.*dual'\\(1\\)"):
+                deep_kernels(lim, GRID, depth)
+            for method in ("auto", "iterate"):
+                with pytest.raises(infnet.KernelOverflowError):
+                    deep_kernels(lim, GRID, depth, method=method)
+            S = deep_dual(lim, GRID, depth)
+            assert rel_err(S, deep_dual(lim, GRID, depth, method="iterate")) < 1e-10
+            return
         S, K = deep_kernels(lim, GRID, depth)
         S0, K0 = deep_kernels(lim, GRID, depth, method="iterate")
         assert rel_err(S, S0) < 1e-10 and rel_err(K, K0) < 1e-10, (depth, lim.kind)
@@ -422,10 +432,22 @@ def test_deep_kernels_do_not_grow_with_depth():
 
 @pytest.mark.slow
 def test_deep_kernels_match_plain_iteration_at_depth_10000():
+    """At depth 1e4 the NNGP matches plain iteration; the NTK of these duals (f'(1) > 1) has left
+    float64 there (it grows like f'(1)^L), which is an error, not inf."""
     for act in (from_dual([0, 0.25, 0.5, 0.25]), infnet.activation("erf"),
                 infnet.activation("gelu"), infnet.activation("hermite", k=2)):
-        S, K = deep_kernels(act, GRID, 10**4)
-        S0, K0 = deep_kernels(act, GRID, 10**4, method="iterate")
+        S = deep_dual(act, GRID, 10**4)
+        S0 = deep_dual(act, GRID, 10**4, method="iterate")
+        assert rel_err(S, S0) < 1e-10, act.name
+        A = limit(act).slope1  # NTK(1) ~ A^L / (A - 1)
+        if 10**4 * math.log(A) - math.log(A - 1) > math.log(sys.float_info.max) + 1:
+            with pytest.raises(infnet.KernelOverflowError, match="overflows"):
+                deep_kernels(act, GRID, 10**4)
+        else:  # gelu: 1.072^1e4 = 1.8e302
+            K = deep_kernels(act, GRID, 10**4)[1]
+            assert rel_err(K, deep_kernels(act, GRID, 10**4, method="iterate")[1]) < 1e-10
+        S, K = deep_kernels(act, GRID, 600)
+        S0, K0 = deep_kernels(act, GRID, 600, method="iterate")
         assert rel_err(S, S0) < 1e-10 and rel_err(K, K0) < 1e-10, act.name
 
 

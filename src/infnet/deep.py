@@ -16,7 +16,8 @@ import math
 import numpy as np
 import torch
 
-from .activations.base import _as_rho
+from .activations import KernelOverflowError
+from .activations.base import _as_rho, all_finite
 from .limit import Limit, _as_limit, _horner, _Schroeder
 
 Tensor = torch.Tensor
@@ -43,7 +44,7 @@ def deep_ntk(act_or_limit, rho, depth: int, *, method: str = "auto") -> Tensor:
 
 
 def deep_kernels(act_or_limit, rho, depth: int, *, method: str = "auto",
-                 ntk=None) -> tuple[Tensor, Tensor]:
+                 ntk=None, theta=None) -> tuple[Tensor, Tensor]:
     """(NNGP, NTK) of the depth-L normalized network as functions of the input correlation.
 
     S_0 = rho, S_l = f(S_(l-1));  K_0 = rho, K_l = S_l + K_(l-1) f'(S_(l-1)).
@@ -69,9 +70,15 @@ def deep_kernels(act_or_limit, rho, depth: int, *, method: str = "auto",
     ``act.dual`` and ``act.dual_derivative`` (exact, cost linear in depth).
 
     ``ntk``: the NTK K_0 to start from (default rho). The recursion only carries (S, K), so
-    ``deep_kernels(f, S_l, m, ntk=K_l)`` continues a depth-l result by m layers.
+    ``deep_kernels(f, S_l, m, ntk=K_l)`` continues a depth-l result by m layers. ``theta``: the
+    angles arccos(rho) when known more accurately than rho itself holds them (near rho = 1; the
+    marginal class works in log(theta)).
+
+    Raises KernelOverflowError when the NTK leaves float64 (it grows like f'(1)^L where
+    f'(1) > 1: e.g. erf beyond depth ~1900).
     """
-    return _deep(_as_limit(act_or_limit), rho, depth, ntk=True, method=method, ntk0=ntk)
+    return _deep(_as_limit(act_or_limit), rho, depth, ntk=True, method=method, ntk0=ntk,
+                 theta=theta)
 
 
 def _check_depth(depth) -> int:
@@ -91,7 +98,7 @@ def _geometric(mu: Tensor, m: int) -> Tensor:
 
 
 def _deep(lim: Limit, rho, depth, *, ntk: bool, method: str,
-          ntk0=None) -> tuple[Tensor, Tensor | None]:
+          ntk0=None, theta=None) -> tuple[Tensor, Tensor | None]:
     depth = _check_depth(depth)
     if method not in ("auto", "iterate"):
         raise ValueError(f"method must be 'auto' or 'iterate', got {method!r}")
@@ -102,20 +109,24 @@ def _deep(lim: Limit, rho, depth, *, ntk: bool, method: str,
         torch.as_tensor(ntk0, dtype=S.dtype, device=S.device).expand(shape).reshape(-1).clone()
     if method == "iterate":
         for _ in range(depth):
-            fs = lim.activation.dual(S)
             if ntk:
-                K = fs + K * lim.activation.dual_derivative(S)
+                fs, dfs = lim._dual.f_df_exact(S)
+                K = fs + K * dfs
+            else:
+                fs = lim._dual.f_exact(S)
             S = fs
-        return S.reshape(shape), (K.reshape(shape) if ntk else None)
+        return S.reshape(shape), (_finite_ntk(lim, K, depth).reshape(shape) if ntk else None)
     if lim.kind == "linear":
         return S.reshape(shape), (depth * S + K).reshape(shape) if ntk else None
-    if lim.marginal and depth >= MARGINAL_DEPTH and lim.activation.angle_form is not None:
+    if (lim.marginal and depth >= MARGINAL_DEPTH and lim.activation is not None
+            and lim.activation.angle_form is not None):
         from .marginal import MarginalDepth
 
         if "marginal" not in lim._cache:
             lim._cache["marginal"] = MarginalDepth(lim)
-        S, K = lim._cache["marginal"].kernels(S, K if ntk else S.clone(), depth)
-        return S.reshape(shape), (K.reshape(shape) if ntk else None)
+        th = None if theta is None else torch.as_tensor(theta, dtype=S.dtype).expand(shape).reshape(-1)
+        S, K = lim._cache["marginal"].kernels(S, K if ntk else S.clone(), depth, theta=th)
+        return S.reshape(shape), (_finite_ntk(lim, K, depth).reshape(shape) if ntk else None)
     dual = lim._dual
     sch = lim._schroeder() if lim.kind == "singular" else None
     star = lim._schroeder_at_fixed_point() if lim.kind == "majority_vote" else None
@@ -159,7 +170,25 @@ def _deep(lim: Limit, rho, depth, *, ntk: bool, method: str,
             if ntk:
                 K[j] = kj
         idx = idx[~(stat | small)]
-    return S.reshape(shape), (K.reshape(shape) if ntk else None)
+    return S.reshape(shape), (_finite_ntk(lim, K, depth).reshape(shape) if ntk else None)
+
+
+def _finite_ntk(lim: Limit, K: Tensor, depth: int) -> Tensor:
+    """K itself when finite; else a KernelOverflowError that says why (the NNGP stays in
+    [-1, 1], but the NTK grows like f'(1)^L on the diagonal when f'(1) > 1)."""
+    if all_finite(K):
+        return K
+    if bool(torch.isnan(K).any()):
+        raise FloatingPointError(f"{lim.name}: the depth-{depth} NTK has NaN entries (an internal "
+                                 "error: please report it with the inputs)")
+    A = lim.slope1
+    where = (f"it grows like dual'(1)^L = {A:.6g}^L on and near the diagonal and exceeds float64 "
+             f"(1.8e308) from depth ~{709.78 / math.log(A):.0f} on" if A > 1 else
+             "it exceeds float64 (1.8e308)")
+    raise KernelOverflowError(
+        f"the depth-{depth} NTK of {lim.name} overflows: {where}. Use the NNGP "
+        "(deep_dual), a smaller depth, or the normalized infinite-depth limit "
+        "(fc(act, depth=inf), limit_kernel), whose classifier is the same.")
 
 
 def _koenigs_jump(sch: _Schroeder, x: Tensor, K: Tensor | None, m: int, center: float = 0.0):

@@ -67,16 +67,65 @@ KINDS = ("nearest_neighbor", "majority_vote", "singular", "linear")
 
 
 # ---- the dual, fast ----------------------------------------------------------------------------
+class LayerMap:
+    """The unnormalized kernel maps of one repeated layer as functions of the correlation of its
+    (unit-normalized) inputs: ``pair(rho) -> (K, Kdot)`` and ``nngp(rho) -> K``, whose
+    normalized dual is f = K / K(1), f' = Kdot / K(1).
+
+    For an activation phi (``LayerMap.of``): K = E[phi(u) phi(v)], Kdot = E[phi'(u) phi'(v)] at
+    unit variances. For the block [phi, Dense(w, b)] of a network whose pre-activation variance
+    sits at a fixed point q = w^2 E[phi(sqrt(q) z)^2] + b^2 (``LayerMap.block``):
+    K(rho) = w^2 E[phi(u) phi(v)] + b^2 and Kdot(rho) = q w^2 E[phi'(u) phi'(v)] at variances q and
+    covariance q rho, so that f is the block's correlation map and f' its slope (Price's theorem).
+    """
+
+    def __init__(self, name: str, pair, nngp, exact: bool, activation: Activation | None = None,
+                 key=None):
+        self.name, self.pair, self.nngp, self.exact = name, pair, nngp, bool(exact)
+        self.activation = activation  # the unit itself when the map is an activation's dual
+        self.key = key
+
+    @classmethod
+    def of(cls, act: Activation) -> LayerMap:
+        def pair(x):
+            one = torch.ones((), dtype=x.dtype, device=x.device)
+            return act.kernel(one, one, x)
+
+        def nngp(x):
+            one = torch.ones((), dtype=x.dtype, device=x.device)
+            return act.nngp_map(one, one, x)
+
+        return cls(act.name, pair, nngp, act.is_closed_form, act, _cache_key(act))
+
+    @classmethod
+    def block(cls, act: Activation, w_std: float, b_std: float, q: float) -> LayerMap:
+        w2, b2, q = float(w_std) ** 2, float(b_std) ** 2, float(q)
+
+        def pair(x):
+            qq = torch.full((), q, dtype=x.dtype, device=x.device)
+            K, Kdot = act.kernel(qq, qq, q * x)
+            return w2 * K + b2, (q * w2) * Kdot
+
+        def nngp(x):
+            qq = torch.full((), q, dtype=x.dtype, device=x.device)
+            return w2 * act.nngp_map(qq, qq, q * x) + b2
+
+        key = _cache_key(act)
+        name = f"[{act.name}, Dense({w_std:.6g}, {b_std:.6g})] at q = {q:.12g}"
+        return cls(name, pair, nngp, act.is_closed_form, None,
+                   None if key is None else (key, w2, b2, q))
+
+
 class _Dual:
-    """The normalized dual f of an activation and its slope f', evaluated exactly where the
-    activation has a closed form, else through interpolants built once (lazily):
+    """The normalized dual f of a layer map (``LayerMap``) and its slope f', evaluated exactly
+    where the map has a closed form, else through interpolants built once (lazily):
     a Chebyshev series in theta = arccos(rho) on [0, pi] for (f, f'), and near 0 the Chebyshev
     interpolant of f on [-1/4, 1/4] (absolute accuracy ~1e-16 there, so relative accuracy holds
     down to the local series)."""
 
-    def __init__(self, act: Activation):
-        self.act = act
-        self.exact = bool(act.is_closed_form)
+    def __init__(self, source: LayerMap | Activation):
+        self.source = source if isinstance(source, LayerMap) else LayerMap.of(source)
+        self.exact = self.source.exact
         self._norm2: float | None = None
         self._global: np.ndarray | None = None
         self._local: np.ndarray | None = None
@@ -85,20 +134,17 @@ class _Dual:
     @property
     def norm2(self) -> float:
         if self._norm2 is None:
-            one = torch.ones((), dtype=torch.float64)
-            self._norm2 = float(self.act.nngp_map(one, one, one))
+            self._norm2 = float(self.source.nngp(torch.ones((), dtype=torch.float64)))
         return self._norm2
 
     def f_exact(self, x: Tensor) -> Tensor:
-        one = torch.ones((), dtype=x.dtype, device=x.device)
-        return self.act.nngp_map(one, one, x) / self.norm2
+        return self.source.nngp(x) / self.norm2
 
     def df_exact(self, x: Tensor) -> Tensor:
         return self.f_df_exact(x)[1]
 
     def f_df_exact(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        one = torch.ones((), dtype=x.dtype, device=x.device)
-        K, Kdot = self.act.kernel(one, one, x)
+        K, Kdot = self.source.pair(x)
         return K / self.norm2, Kdot / self.norm2
 
     # -- fast calls
@@ -122,7 +168,7 @@ class _Dual:
         if self._local is None:
             n = _FIT_NODES
             t = np.cos(np.pi * (np.arange(n) + 0.5) / n)
-            v = self.act.dual(torch.as_tensor(_FIT_RADIUS * t, dtype=torch.float64)).numpy()
+            v = self.f_exact(torch.as_tensor(_FIT_RADIUS * t, dtype=torch.float64)).numpy()
             self._local = C.chebfit(t, v, n - 1)
         return self._local
 
@@ -138,7 +184,7 @@ class _Dual:
         r = min(_FIT_RADIUS, (1 - abs(center)) / 2)
         n = _FIT_NODES
         t = np.cos(np.pi * (np.arange(n) + 0.5) / n)
-        v = self.act.dual(torch.as_tensor(center + r * t, dtype=torch.float64)).numpy()
+        v = self.f_exact(torch.as_tensor(center + r * t, dtype=torch.float64)).numpy()
         mono = C.cheb2poly(C.chebfit(t, v, n - 1))[:SERIES_ORDER + 1]
         mono = mono / r ** np.arange(len(mono))
         mono[0] = 0.0
@@ -148,13 +194,9 @@ class _Dual:
         if self._global is None:
             from .network.table import TableError, chebyshev_fit
 
-            one = torch.ones((), dtype=torch.float64)
-            n2 = self.norm2
-
             def sample(theta: np.ndarray) -> np.ndarray:
-                rho = torch.as_tensor(np.cos(theta), dtype=torch.float64)
-                K, Kdot = self.act.kernel(one, one, rho)
-                return np.stack([K.numpy(), Kdot.numpy()], axis=-1) / n2
+                K, Kdot = self.f_df_exact(torch.as_tensor(np.cos(theta), dtype=torch.float64))
+                return torch.stack(torch.broadcast_tensors(K, Kdot), dim=-1).numpy()
 
             try:
                 self._global = chebyshev_fit(sample)
@@ -334,15 +376,21 @@ def limit(act, **params) -> Limit:
     """
     if isinstance(act, Limit) and not params:
         return act
-    act = activation(act, **params)
-    key = _cache_key(act)
+    return layer_limit(LayerMap.of(activation(act, **params)))
+
+
+def layer_limit(layer: LayerMap) -> Limit:
+    """The infinite-depth class of the normalized dual of a repeated layer (``LayerMap``: an
+    activation, or a network block at a fixed point of its variance map); cached by the layer's
+    key (the keyed objects are kept alive, so that the ids in a key stay unique)."""
+    key = layer.key
     if key is not None and key in _LIMITS:
         return _LIMITS[key][1]
-    lim = _classify(act)
+    lim = _classify(layer)
     if key is not None:
         if len(_LIMITS) >= 32:
             _LIMITS.pop(next(iter(_LIMITS)))
-        _LIMITS[key] = (act, lim)  # act kept alive: the ids in the key stay unique
+        _LIMITS[key] = (layer, lim)
     return lim
 
 
@@ -354,12 +402,12 @@ def _cache_key(act: Activation):
         return None
 
 
-def _basic_numbers(act: Activation) -> tuple[float, float, float]:
+def _basic_numbers(dual: _Dual) -> tuple[float, float, float]:
     """f(0), f'(0), f'(1) of the normalized dual, with clear errors for invalid activations."""
-    name = act.name
-    one = torch.ones((), dtype=torch.float64)
+    name = dual.source.name
+    layer = dual.source
     try:
-        K = act.nngp_map(one, one, torch.tensor([0.0, 1.0], dtype=torch.float64))
+        K = layer.nngp(torch.tensor([0.0, 1.0], dtype=torch.float64))
     except (KernelOverflowError, NotImplementedError, ValueError) as err:
         raise ValueError(f"activation {name!r} has no finite normalized dual at unit variance, so "
                          f"it has no infinite-depth limit: {err}") from err
@@ -370,13 +418,13 @@ def _basic_numbers(act: Activation) -> tuple[float, float, float]:
                          "almost everywhere)")
     f0 = float(K[0]) / n2
     try:
-        _, Kdot = act.kernel(one, one, torch.tensor([0.0], dtype=torch.float64))
+        _, Kdot = layer.pair(torch.tensor([0.0], dtype=torch.float64))
         c0 = float(Kdot[0]) / n2
     except (KernelOverflowError, NotImplementedError) as err:
         raise ValueError(f"activation {name!r}: dual'(0) = E[phi'(u) phi'(v)] / E[phi^2] at rho = 0 "
                          f"cannot be computed: {err}") from err
     try:
-        _, Kdot = act.kernel(one, one, one)
+        _, Kdot = layer.pair(torch.ones((), dtype=torch.float64))
         A = float(Kdot) / n2
     except KernelOverflowError:
         A = math.inf  # a jump in phi: Kdot diverges at rho = 1
@@ -399,13 +447,14 @@ def _basic_numbers(act: Activation) -> tuple[float, float, float]:
     return max(f0, 0.0), max(c0, 0.0), A
 
 
-def _classify(act: Activation) -> Limit:
-    f0, c0, A = _basic_numbers(act)
-    dual = _Dual(act)
-    common = dict(dual0=f0, slope0=c0, slope1=A, name=act.name, activation=act, _dual=dual)
-    tol = CLOSED_TOL if act.is_closed_form else TOL
+def _classify(layer: LayerMap) -> Limit:
+    dual = _Dual(layer)
+    f0, c0, A = _basic_numbers(dual)
+    common = dict(dual0=f0, slope0=c0, slope1=A, name=layer.name, activation=layer.activation,
+                  _dual=dual)
+    tol = CLOSED_TOL if layer.exact else TOL
     if f0 > tol:
-        rho_star, lam = _fixed_point(act, f0, A)
+        rho_star, lam = _fixed_point(dual, f0, A)
         return Limit(kind="majority_vote", exponent=None, fixed_point=rho_star,
                      fixed_point_slope=lam, explanation=_explain_majority(f0, A, rho_star, lam),
                      **common)
@@ -426,7 +475,7 @@ def _classify(act: Activation) -> Limit:
                  explanation=_explain_singular(c0, A, exponent), **common)
 
 
-def _fixed_point(act: Activation, f0: float, A: float) -> tuple[float, float]:
+def _fixed_point(dual: _Dual, f0: float, A: float) -> tuple[float, float]:
     """The attracting fixed point rho* of f in [0, 1] and f'(rho*).
 
     g = f - id is convex on [0, 1] with g(0) = f(0) > 0 and g(1) = 0: if f'(1) <= 1 then g > 0 on
@@ -439,23 +488,21 @@ def _fixed_point(act: Activation, f0: float, A: float) -> tuple[float, float]:
         return 1.0, A
     e = 2.0 ** -np.arange(0, 53)
     grid = torch.as_tensor(np.concatenate([[0.0], 1.0 - e[1:]]), dtype=torch.float64)
-    g = (act.dual(grid) - grid).numpy()
+    g = (dual.f_exact(grid) - grid).numpy()
     neg = np.nonzero(g < -4 * np.finfo(float).eps)[0]
     if neg.size == 0:  # rho* within ~1e-16 of 1
         return 1.0, A
     x = float(grid[neg[0] - 1])
-    one = torch.ones((), dtype=torch.float64)
-    n2 = float(act.nngp_map(one, one, one))
     for _ in range(60):
-        K, Kdot = act.kernel(one, one, torch.tensor(x, dtype=torch.float64))
-        gx, dgx = float(K) / n2 - x, float(Kdot) / n2 - 1.0
+        fx, dfx = dual.f_df_exact(torch.tensor(x, dtype=torch.float64))
+        gx, dgx = float(fx) - x, float(dfx) - 1.0
         if gx <= 0 or dgx >= 0:
             break
         step = -gx / dgx
         x += step
         if step <= 2e-16 * max(abs(x), 1e-300):
             break
-    lam = float(act.dual_derivative(torch.tensor(min(x, 1.0), dtype=torch.float64)))
+    lam = float(dual.df_exact(torch.tensor(min(x, 1.0), dtype=torch.float64)))
     return min(x, 1.0), lam
 
 

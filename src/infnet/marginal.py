@@ -86,9 +86,12 @@ class MarginalDepth:
             self.levels.append(AngleTable(fn, tol=max(TOLERANCE, 2e-14 * 2.0**j)))
         return self.levels[k]
 
-    def kernels(self, S: Tensor, K: Tensor, depth: int) -> tuple[Tensor, Tensor]:
-        """(S_L, K_L) from (S_0, K_0) = (S, K) after ``depth`` layers."""
-        theta = torch.atan2(((1 - S) * (1 + S)).clamp(min=0).sqrt(), S)
+    def kernels(self, S: Tensor, K: Tensor, depth: int,
+                theta: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """(S_L, K_L) from (S_0, K_0) = (S, K) after ``depth`` layers; ``theta``: the angle of S
+        when known more accurately than arccos(S) (near S = 1)."""
+        if theta is None:
+            theta = torch.atan2(((1 - S) * (1 + S)).clamp(min=0).sqrt(), S)
         small = theta < THETA_MIN
         s = theta.clamp(min=THETA_MIN).log()
         A = torch.zeros_like(S)
