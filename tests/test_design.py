@@ -168,6 +168,23 @@ def test_optimal_exponent_identity(d):
         assert lim.exponent == pytest.approx(d - 1, rel=1e-10)
 
 
+@pytest.mark.parametrize("d", [64, 94])
+def test_optimal_polynomial_is_singular_up_to_its_largest_dimension(d):
+    """dual'(0) = 2^-((d-1)/2) is still resolved (>= 1e-14) up to d = 94: the class is singular
+    with exponent d - 1."""
+    lim = limit(optimal_activation(d))
+    assert lim.kind == "singular" and lim.slope0 == pytest.approx(2.0 ** (-(d - 1) / 2), rel=1e-12)
+    assert lim.exponent == pytest.approx(d - 1, rel=1e-9)
+
+
+@pytest.mark.parametrize("d", [95, 300, 784])
+def test_optimal_polynomial_refuses_what_float64_cannot_resolve(d):
+    """Beyond d = 94, dual'(0) < 1e-14 could not be told from 0 (the nearest-neighbour class):
+    refused with the reason, not silently classified as nearest neighbour."""
+    with pytest.raises(ValueError, match=f"dual'\\(0\\) = 2\\^-{(d - 1) / 2:g}.*nearest-neighbour"):
+        optimal_activation(d)
+
+
 def test_optimal_bad_arguments():
     for bad in (1, 2.5, "3", True):
         with pytest.raises(ValueError, match="integer >= 2"):

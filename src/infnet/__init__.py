@@ -4,7 +4,7 @@ from .activations import Activation, KernelOverflowError, activation, list_activ
 from .deep import deep_dual, deep_kernels, deep_ntk
 from .design import from_dual, from_hermite, optimal_activation, sine_activation
 from .limit import Limit, bottcher, koenigs, limit, limit_kernel
-from .network import Dense, Kernel, Network, Nonlinearity, fc, serial
+from .network import Dense, IllConditionedError, Kernel, Network, Nonlinearity, fc, serial
 
 __version__ = "0.1.0"
 
@@ -29,8 +29,8 @@ def __getattr__(name: str):
     raise AttributeError(f"module 'infnet' has no attribute {name!r}")
 
 
-__all__ = ["Activation", "Dense", "Kernel", "KernelOverflowError", "Limit", "NNGPRegressor",
-           "NTKClassifier", "NTKRegressor", "Network", "Nonlinearity", "dks", "empirical_ntk",
+__all__ = ["Activation", "Dense", "IllConditionedError", "Kernel", "KernelOverflowError", "Limit",
+           "NNGPRegressor", "NTKClassifier", "NTKRegressor", "Network", "Nonlinearity", "dks", "empirical_ntk",
            "tat", "tat_leaky_relu", "activation", "bottcher", "deep_dual", "deep_kernels", "deep_ntk", "fc",
            "from_dual", "from_hermite", "koenigs", "limit", "limit_kernel", "list_activations",
            "optimal_activation", "serial", "sine_activation"]

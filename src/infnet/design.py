@@ -162,6 +162,12 @@ def optimal_sine_a(d: int) -> float:
 
 
 # ---- optimal activations ---------------------------------------------------------------------
+#: optimal duals with dual'(0) below this are refused: next to dual(1) = 1 double precision
+#: cannot resolve them (the limit's class is decided with a tolerance of 1e-15)
+MIN_SLOPE0 = 1e-14
+_MAX_POLYNOMIAL_D = int(2 * math.log2(1 / MIN_SLOPE0)) + 1  # 2^-((d-1)/2) >= MIN_SLOPE0
+
+
 def _check_dimension(d) -> int:
     if isinstance(d, bool) or not isinstance(d, (int, np.integer)) or d < 2:
         raise ValueError(f"d must be an integer >= 2 (inputs on the sphere S^(d-1) in R^d), got {d!r}")
@@ -199,6 +205,16 @@ def optimal_activation(d: int, family: str = "polynomial") -> Activation:
     """
     d = _check_dimension(d)
     if family == "polynomial":
+        c0 = optimal_dual(d)[1]
+        if c0 < MIN_SLOPE0:
+            raise ValueError(
+                f"the optimal polynomial dual on S^{d - 1} has dual'(0) = 2^-{(d - 1) / 2:g} = "
+                f"{c0:.3g}: below what double precision resolves next to dual(1) = 1 (from "
+                f"d = {_MAX_POLYNOMIAL_D + 1} on), so its singular limit could not be told from "
+                "the nearest-neighbour class and its deep kernels underflow. Its classifier, the "
+                f"Hilbert kernel rule with exponent {d - 1}, is then 1-NN in all but name: use "
+                "infnet.classifiers.HilbertKernel or NearestNeighbor, or reduce the dimension "
+                f"(e.g. PCA) to d <= {_MAX_POLYNOMIAL_D}")
         act = from_dual(optimal_dual(d), name=f"optimal_polynomial_d{d}")
         return dataclasses.replace(act, source=f"optimal dual on S^{d - 1}: {_PAPER}; "
                                                f"kernel ~ |x - z|^-{d - 1} (Hilbert kernel)")

@@ -263,8 +263,8 @@ class NNGPRegressor(RegressorMixin, _InfiniteNetwork):
             if return_cov:
                 spreads.append(cross)
             else:
-                qs, _ = net.diagonal((x * x).sum(1) / x.shape[1], x.shape[1])  # K(x, x)
-                spreads.append(model.variance(cross, qs[-1]).sqrt())
+                diag, _ = net.diagonal((x * x).sum(1) / x.shape[1], x.shape[1])  # K(x, x)
+                spreads.append(model.variance(cross, diag).sqrt())
         f = torch.cat(means).cpu().numpy()
         f = f[:, 0] if self._vector_y else f
         if return_cov:

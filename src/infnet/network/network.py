@@ -20,6 +20,7 @@ import torch
 from ..activations import Activation, activation
 from ..activations.base import all_finite
 from .layers import Dense, Moments, Nonlinearity, as_layer
+from .runs import Run, RunTrace, find_runs
 from .table import AngleTable, TableError
 
 Tensor = torch.Tensor
@@ -29,6 +30,43 @@ EQUAL_NORM_RTOL = 1e-13
 #: below this angle, recompute theta from the distance |x - x'| (arccos of a rounded rho is
 #: off by ~1e-8 there, which kinked activations' NTKs feel linearly)
 _SMALL_ANGLE_RHO = 1 - 1e-6
+#: the largest amplification of relative changes of the input variances (through the network's
+#: variance maps) accepted: beyond it rounding alone could put the kernel off by ~1e-10
+MAX_CONDITION = 1e6
+#: with fewer entries than this (closed-form activations; a 16th of it otherwise) the kernel is
+#: computed entry by entry even for inputs of one norm: building the angle table costs more
+TABLE_MIN_ENTRIES = 1 << 16
+_CONDITION_STEP = 1e-7
+
+
+class IllConditionedError(ArithmeticError):
+    """The network's kernel is ill-conditioned in its inputs: its variance maps amplify the
+    rounding of the input variances beyond ``MAX_CONDITION`` (e.g. inputs near, but not at, an
+    unstable fixed point of the variance map)."""
+
+
+class Trace:
+    """The diagonal pass of a network on each input: ``sq`` = x.x/d, one record per segment
+    (a layer's output variance, or a ``RunTrace``), the NNGP and NTK diagonals at the output."""
+
+    def __init__(self, sq: Tensor, records: list, nngp: Tensor, ntk: Tensor):
+        self.sq, self.records, self.nngp, self.ntk = sq, records, nngp, ntk
+
+    def view(self, index, axis: int) -> Trace:
+        """The inputs ``index``, as rows (axis 0) or columns (axis 1) of a tile."""
+        def take(t):
+            if isinstance(t, RunTrace):
+                return t.view(index, axis)
+            if t.ndim == 0:
+                return t
+            return t[index][:, None] if axis == 0 else t[index][None, :]
+        return Trace(take(self.sq), [take(r) for r in self.records], take(self.nngp),
+                     take(self.ntk))
+
+    @property
+    def explicit_layers(self) -> int:
+        """Layers computed one by one on each pair (runs count their explicit blocks twice)."""
+        return sum(2 * r.explicit if isinstance(r, RunTrace) else 1 for r in self.records)
 
 
 @dataclass(frozen=True)
@@ -55,6 +93,7 @@ class Network:
 
     def __init__(self, *layers):
         self.layers = tuple(as_layer(layer) for layer in layers)
+        self._segments = find_runs(self.layers)
         self._tables: dict = {}
 
     def __repr__(self) -> str:
@@ -76,34 +115,70 @@ class Network:
                      dtype=dtype, device=device)
 
     # ---- kernel maps on moments ----------------------------------------------------------------
-    def diagonal(self, sq: Tensor, width: int) -> tuple[list[Tensor], Tensor]:
-        """Variances of each input before every layer, and the NTK diagonal at the output.
+    def diagonal(self, sq: Tensor, width: int) -> tuple[Tensor, Tensor]:
+        """The NNGP and NTK diagonals at the output for inputs with x.x / d = ``sq`` (tensors of
+        sq's shape); raises IllConditionedError where the variance maps amplify rounding."""
+        tr = self.trace(sq, width)
+        return tr.nngp, tr.ntk
 
-        ``sq`` is x.x / d per input. Returns ([q_0, ..., q_L], ntk) with q_L the NNGP diagonal.
-        """
+    def trace(self, sq: Tensor, width: int, *, check: bool = True, like: Trace | None = None
+              ) -> Trace:
+        """The diagonal pass (``Trace``): each input's variances through the layers, with runs of
+        identical blocks kept at fixed points of their variance maps (``network.runs``).
+        ``check``: compare with the pass at sq (1 + 1e-7) and raise IllConditionedError when
+        relative changes are amplified beyond ``MAX_CONDITION``. ``like``: reuse that trace's
+        decisions of where variances sit at fixed points."""
         m = Moments(sq, torch.zeros_like(sq), sq, sq, width)
-        qs = [sq]
-        for layer in self.layers:
-            m = layer.apply(m)
-            qs.append(m.nngp)
-        return qs, m.ntk
+        records = []
+        for i, seg in enumerate(self._segments):
+            if isinstance(seg, Run):
+                r = seg.diagonal(m.nngp, m.ntk, None if like is None else like.records[i])
+                records.append(r)
+                m = Moments(r.q_out, r.ntk, r.q_out, r.q_out, seg.dense.width)
+            else:
+                m = seg.apply(m)
+                records.append(m.nngp)
+        tr = Trace(sq, records, m.nngp, m.ntk)
+        if check:
+            self._check_condition(tr, width)
+        return tr
 
-    def pairs(self, theta: Tensor, qs1: list[Tensor], qs2: list[Tensor],
-              width: int) -> tuple[Tensor, Tensor]:
-        """(NNGP, NTK) of pairs of inputs at angle theta with the per-layer variances of each
-        (``diagonal``); the angle, not the covariance, is carried from layer to layer."""
-        sigma = (qs1[0] * qs2[0]).sqrt() * torch.cos(theta)
-        m = Moments(sigma, torch.zeros_like(sigma), qs1[0], qs2[0], width, theta)
-        for layer, q1, q2 in zip(self.layers, qs1[1:], qs2[1:], strict=True):
-            m = layer.apply(m, q1, q2)
+    def _check_condition(self, tr: Trace, width: int) -> None:
+        h = _CONDITION_STEP
+        q = tr.nngp
+        ok = (q > 0) & torch.isfinite(q)
+        if not bool(ok.any()):
+            return
+        q2 = self.trace(tr.sq * (1 + h), width, check=False, like=tr).nngp
+        cond = ((q2 - q).abs() / (h * q))[ok]
+        worst = float(cond.max()) if bool(torch.isfinite(cond).all()) else math.inf
+        if worst > MAX_CONDITION:
+            raise IllConditionedError(
+                f"the kernel of {self!r:.200} is ill-conditioned: its variance maps amplify a "
+                f"relative change of the input variances by {worst:.3g} (more than "
+                f"{MAX_CONDITION:.0e}), so rounding alone could put it off by ~{worst * 1e-16:.0e}. "
+                "This happens near an unstable fixed point of the variance map q -> w^2 "
+                "E[phi(sqrt(q) z)^2] + b^2 (or with super-linear growth). Variances within "
+                "1e-13 of a fixed point are kept at it: scale the inputs so that w^2 x.x/d + b^2 "
+                "sits at the fixed point, choose w_std/b_std with a stable one "
+                "(infnet.propagation), or lower the depth.")
+
+    def pairs(self, theta: Tensor, tr1: Trace, tr2: Trace, width: int) -> tuple[Tensor, Tensor]:
+        """(NNGP, NTK) of pairs of inputs at angle theta with the diagonal passes of each
+        (``trace``, viewed as rows and columns); the angle, not the covariance, is carried from
+        layer to layer."""
+        sigma = (tr1.sq * tr2.sq).sqrt() * torch.cos(theta)
+        m = Moments(sigma, torch.zeros_like(sigma), tr1.sq, tr2.sq, width, theta)
+        for seg, r1, r2 in zip(self._segments, tr1.records, tr2.records, strict=True):
+            m = seg.pairs(m, r1, r2) if isinstance(seg, Run) else seg.apply(m, r1, r2)
         return m.nngp, m.ntk
 
     def angle_kernel(self, theta, sq: float = 1.0, width: int = 1) -> tuple[Tensor, Tensor]:
-        """Exact (layer by layer) NNGP and NTK of two inputs with x.x/d = x'.x'/d = sq at angle
-        theta; the function the fast path tabulates."""
+        """Exact NNGP and NTK of two inputs with x.x/d = x'.x'/d = sq at angle theta; the
+        function the fast path tabulates."""
         theta = torch.as_tensor(theta, dtype=torch.float64)
-        qs, _ = self.diagonal(torch.tensor(float(sq), dtype=torch.float64), width)
-        return self.pairs(theta, qs, qs, width)
+        tr = self.trace(torch.tensor(float(sq), dtype=torch.float64), width)
+        return self.pairs(theta, tr, tr, width)
 
     # ---- kernels on data ---------------------------------------------------------------------------
     def kernel(self, x1, x2=None, *, block: int = 512, dtype: torch.dtype = torch.float64,
@@ -133,25 +208,25 @@ class Network:
         sq2 = sq1 if symmetric else (x2 * x2).sum(1) / d
         equal = _common_value(torch.cat([sq1, sq2]))
         if equal is not None and method != "exact":  # one input variance: one diagonal pass
-            qs, ntk_diag = self.diagonal(torch.tensor(equal, dtype=dtype, device=x1.device), d)
-            qs1 = [q.expand(x1.shape[0]) for q in qs]
-            qs2 = [q.expand(x2.shape[0]) for q in qs]
-            ntk1 = ntk_diag.expand(x1.shape[0])
+            tr1 = tr2 = self.trace(torch.tensor(equal, dtype=dtype, device=x1.device), d)
         else:
-            qs1, ntk1 = self.diagonal(sq1, d)
-            qs2 = qs1 if symmetric else self.diagonal(sq2, d)[0]
+            tr1 = self.trace(sq1, d)
+            tr2 = tr1 if symmetric else self.trace(sq2, d)
         if method == "table" and equal is None:
             raise ValueError("method='table' needs inputs of one norm; normalize them "
                              "(x / |x|) or use method='auto'")
         table = None
-        if method != "exact" and equal is not None:
+        closed = all(a.is_closed_form for a in self.activations)
+        small = x1.shape[0] * x2.shape[0] < (TABLE_MIN_ENTRIES if closed else TABLE_MIN_ENTRIES // 16)
+        if method == "table" or (method == "auto" and equal is not None and not small):
             try:
                 table = self._table(equal, d)
             except TableError as err:
                 if method == "table":
                     raise
-                warnings.warn(f"{err}; computing layer by layer instead", stacklevel=2)
-        elif method == "auto" and any(not a.is_closed_form for a in self.activations):
+                if tr1.explicit_layers > 2 * 64 + 4:
+                    warnings.warn(f"{err}; computing layer by layer instead", stacklevel=2)
+        elif method == "auto" and equal is None and not closed:
             if x1.shape[0] * x2.shape[0] > 250_000:
                 warnings.warn("inputs of different norms with an activation without closed form: "
                               "each pair costs a 2-D quadrature per layer (slow). Inputs of one "
@@ -173,8 +248,7 @@ class Network:
                     k, t = table.evaluate_theta(theta, out=dest)
                 else:
                     theta = _angles(g, a, b, (sq1[rows] * d).sqrt(), (sq2[cols] * d).sqrt())
-                    k, t = self.pairs(theta, [q[rows, None] for q in qs1],
-                                      [q[None, cols] for q in qs2], d)
+                    k, t = self.pairs(theta, tr1.view(rows, 0), tr2.view(cols, 1), d)
                     dest[0].copy_(k)
                     dest[1].copy_(t)
                 if symmetric and j != i:
@@ -182,9 +256,9 @@ class Network:
                         if out is not None:
                             out[j:j + block, i:i + block] = tile.T
         if symmetric:  # the diagonal from the exact diagonal pass
-            for out, diag in ((nngp, qs1[-1]), (ntk, ntk1)):
+            for out, diag in ((nngp, tr1.nngp), (ntk, tr1.ntk)):
                 if out is not None:
-                    out.diagonal().copy_(diag)
+                    out.diagonal().copy_(diag.expand(n1))
         _check_finite(nngp, ntk)
         return Kernel(nngp, ntk)
 

@@ -156,8 +156,8 @@ class NetworkOperator:
     def _compute_diagonal(self) -> Tensor:
         n, d = self.x.shape
         if hasattr(self.net, "diagonal"):
-            qs, ntk = self.net.diagonal((self.x * self.x).sum(1) / d, d)
-            diag = ntk if self.kind == "ntk" else qs[-1]
+            nngp, ntk = self.net.diagonal((self.x * self.x).sum(1) / d, d)
+            diag = ntk if self.kind == "ntk" else nngp
             return diag.expand(n).clone()
         # a network without a diagonal pass (fc(act, depth=inf)): the diagonal blocks
         return torch.cat([self._kernel(self.x[i:i + self.tile]).diagonal()
