@@ -30,7 +30,7 @@ def __getattr__(name: str):
 
 
 __all__ = ["Activation", "Dense", "IllConditionedError", "Kernel", "KernelOverflowError", "Limit",
-           "NNGPRegressor", "NTKClassifier", "NTKRegressor", "Network", "Nonlinearity", "dks", "empirical_ntk",
-           "tat", "tat_leaky_relu", "activation", "bottcher", "deep_dual", "deep_kernels", "deep_ntk", "fc",
-           "from_dual", "from_hermite", "koenigs", "limit", "limit_kernel", "list_activations",
-           "optimal_activation", "serial", "sine_activation"]
+           "NNGPRegressor", "NTKClassifier", "NTKRegressor", "Network", "Nonlinearity", "activation",
+           "bottcher", "deep_dual", "deep_kernels", "deep_ntk", "dks", "empirical_ntk", "fc", "from_dual",
+           "from_hermite", "koenigs", "limit", "limit_kernel", "list_activations", "optimal_activation",
+           "serial", "sine_activation", "tat", "tat_leaky_relu"]
