@@ -5,7 +5,10 @@
 2. Depth scaling of ``infnet.deep_kernels(act, rho, L)`` (NNGP and NTK of the depth-L normalized
    network) on the correlations of --m points, for L = 100 ... 1e6: the cost should not grow
    with L. ReLU (the marginal class) builds log2(L) tables once (cached per activation, so
-   each depth's time includes only the levels the previous depths did not build).
+   each depth's time includes only the levels the previous depths did not build). Where the
+   NTK leaves float64 (it grows like f'(1)^L) the NNGP alone is timed ("NNGP").
+3. ``infnet.fc(act, L).kernel(X)`` on data against ``deep_kernels`` on the same correlations:
+   a run of identical blocks costs about what deep_kernels costs, at any depth.
 
     python bench/bench_depth.py              # n = 10000
     python bench/bench_depth.py --n 3000     # quicker
@@ -15,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import sys
 
 import torch
 from bench_kernel import best_time as best  # the same interleaved timing (bench/ is on the path)
@@ -69,9 +73,44 @@ def main() -> None:
         cells = []
         base = None
         for L in depths:
-            t = best(lambda lim=lim, L=L: infnet.deep_kernels(lim, rho, L), 1)
+            fn, mark = (lambda lim=lim, L=L: infnet.deep_kernels(lim, rho, L)), ""
+            try:
+                fn()
+            except infnet.KernelOverflowError:  # the NTK ~ f'(1)^L has left float64
+                fn, mark = (lambda lim=lim, L=L: infnet.deep_dual(lim, rho, L)), " NNGP"
+            t = best(fn, 1)
             base = base or t
-            cells.append(f"{t:.3f} ({t / base:.1f}x)")
+            cells.append(f"{t:.3f} ({t / base:.1f}x){mark}")
+        print(f"| {label} | " + " | ".join(cells) + " |")
+
+    # 3. fully-connected networks of these depths on data: fc(act, L).kernel(X) against
+    # deep_kernels on the same correlations (the normalized setting: x.x/d = 1, w = 1, b = 0;
+    # ReLU with w^2 = 2 on inputs of several norms)
+    m = min(args.m, 300)
+    xs = x[:m] * math.sqrt(args.d)
+    xr = xs * torch.linspace(0.5, 2.0, m, dtype=torch.float64)[:, None]
+    nets = {"optimal_polynomial_d3": (infnet.optimal_activation(3), 1.0, xs),
+            "erf (normalized)": (infnet.activation("erf").normalized(), 1.0, xs),
+            "relu, several norms": (infnet.activation("relu"), 2**0.5, xr)}
+    fc_depths = [10, 100, 1000, 10**5]
+    print(f"\nfc(act, L, w_std, b_std=0).kernel(X) on {m} points against deep_kernels on their "
+          f"{m}^2 correlations, seconds (first call, tables included)\n")
+    print("| network | " + " | ".join(f"L = {L:.0e}" for L in fc_depths) + " |")
+    print("|---|" + "---|" * len(fc_depths))
+    for label, (act, w, data) in nets.items():
+        cells = []
+        for L in fc_depths:
+            u = data / data.norm(dim=1, keepdim=True)
+            r = (u @ u.T).clamp(-1, 1)
+            try:  # each from empty caches: both pay for the tables they build
+                sys.modules["infnet.limit"]._LIMITS.clear()
+                t_deep = best(lambda act=act, L=L, r=r: infnet.deep_kernels(act, r, L), 1)
+                sys.modules["infnet.limit"]._LIMITS.clear()
+                t_fc = best(lambda act=act, L=L, w=w, data=data:
+                            infnet.fc(act, L, w_std=w, b_std=0.0).kernel(data), 1)
+                cells.append(f"{t_fc:.2f} / {t_deep:.2f}")
+            except infnet.KernelOverflowError:
+                cells.append("NTK overflows")
         print(f"| {label} | " + " | ".join(cells) + " |")
 
 

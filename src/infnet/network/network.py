@@ -33,7 +33,7 @@ _SMALL_ANGLE_RHO = 1 - 1e-6
 #: the largest amplification of relative changes of the input variances (through the network's
 #: variance maps) accepted: beyond it rounding alone could put the kernel off by ~1e-10
 MAX_CONDITION = 1e6
-#: with fewer entries than this (closed-form activations; a 16th of it otherwise) the kernel is
+#: with fewer entries than this (closed-form activations; a 64th of it otherwise) the kernel is
 #: computed entry by entry even for inputs of one norm: building the angle table costs more
 TABLE_MIN_ENTRIES = 1 << 16
 _CONDITION_STEP = 1e-7
@@ -217,7 +217,7 @@ class Network:
                              "(x / |x|) or use method='auto'")
         table = None
         closed = all(a.is_closed_form for a in self.activations)
-        small = x1.shape[0] * x2.shape[0] < (TABLE_MIN_ENTRIES if closed else TABLE_MIN_ENTRIES // 16)
+        small = x1.shape[0] * x2.shape[0] < (TABLE_MIN_ENTRIES if closed else TABLE_MIN_ENTRIES // 64)
         if method == "table" or (method == "auto" and equal is not None and not small):
             try:
                 table = self._table(equal, d)
