@@ -97,13 +97,18 @@ class AngleTable:
     def __init__(self, fn: Callable[[np.ndarray], np.ndarray], tol: float = TOLERANCE):
         self.coef = chebyshev_fit(fn, tol)
         scale = np.abs(self.coef).sum(axis=0)
+        target = PIECE_TOLERANCE * np.maximum(scale, 1e-300)
         m = 128  # small tables stay in the L1 cache: the evaluation is gather-bound
         while True:
             pieces = _cubic_pieces(self.coef, m)
             err = _cubic_error(self.coef, pieces)
-            if np.all(err <= PIECE_TOLERANCE * np.maximum(scale, 1e-300)) or m >= _MAX_INTERVALS:
+            if np.all(err <= target) or m >= _MAX_INTERVALS:
                 break
-            m *= 2
+            # the error of cubic pieces falls like m^-4: go to the predicted size at once (with
+            # a margin), instead of doubling through every size on the way (the series is
+            # evaluated at 10 points per interval per try: the cost of building a big table)
+            ratio = float(np.max(err / target))
+            m = min(_MAX_INTERVALS, max(2 * m, 1 << math.ceil(math.log2(m * (4 * ratio) ** 0.25))))
         if np.any(err > PIECE_TOLERANCE * np.maximum(scale, 1e-300)):
             warnings.warn(f"the kernel's table reaches only {float((err / scale).max()):.1e} "
                           f"relative accuracy with {m} cubic pieces (sharp features in theta, "
