@@ -597,6 +597,8 @@ def _bad(kind: str, folder) -> str:
         a["x_train"], a["y_train"] = a["x_train"][:1], a["y_train"][:1]
     path = folder / "bad.npz"
     np.savez(path, **a)
+    if kind == "truncated":
+        path.write_bytes(path.read_bytes()[:400])
     return str(path)
 
 
@@ -604,6 +606,7 @@ def _bad(kind: str, folder) -> str:
     ("unknown name", ["unknown data", "'mnist'", "dirichlet2", ".npz"]),
     ("missing file", ["unknown data", "nothere.npz"]),
     ("missing arrays", ["bad.npz", "lacks arrays", "x_test", "y_test"]),
+    ("truncated", ["bad.npz is truncated or corrupt"]),
     ("nan", ["x_train", "row 4", "NaN"]),
     ("zero vector", ["x_test", "row 7", "zero vector"]),
     ("single class", ["single class", "two classes"]),

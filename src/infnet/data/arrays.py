@@ -112,13 +112,27 @@ def _npy(path: Path) -> np.ndarray:
                             "again") from None
 
 
-def _npz(path: Path, key: str, what: str) -> np.ndarray:
+def read_npz(spec, names) -> dict[str, np.ndarray]:
+    """The arrays ``names`` of a .npz file (all of them read and checked: numeric, >= 1 row);
+    ``DataFileError`` names the file and what is missing or broken."""
+    path = _existing(str(spec), "data")
+    return _npz(path, list(names), "data")
+
+
+def _npz(path: Path, key, what: str):
+    """One array (``key`` a name: that one, else the only one) or a dict of them (a list)."""
     if _head(path, 4) != _ZIP_MAGIC:
         raise DataFileError(f"{path} is not a .npz file (not a zip archive): write it with "
                             "numpy.savez")
     try:
         with np.load(path, allow_pickle=False) as z:
             names = list(z.files)
+            if isinstance(key, list):
+                missing = [k for k in key if k not in names]
+                if missing:
+                    raise DataFileError(f"{path} lacks arrays {missing}: it needs "
+                                        f"{', '.join(key)}")
+                return {k: _numeric(z[k], path, k) for k in key}
             if key in names:
                 name = key
             elif len(names) == 1:
@@ -152,7 +166,8 @@ def _text(path: Path, dtype, quiet: bool = False) -> np.ndarray:
     except ValueError as err:
         if quiet:
             raise DataFileError(str(err)) from None
-        raise DataFileError(f"cannot read {path}: {_first_line(err)}; give numbers separated by "
+        why = _first_line(err).split(";")[0].rstrip(".")  # (not numpy's advice on usecols)
+        raise DataFileError(f"cannot read {path}: {why}; give numbers separated by "
                             f"{'commas' if delimiter else 'spaces'}, one row per line") from None
     if a.shape[0] == 0:
         raise DataFileError(f"{path} holds no rows of numbers")

@@ -68,14 +68,10 @@ def load_data(name: str, n_train: int, n_test: int, seed: int = 0) -> DataSet:
         return DataSet(name, x_tr, y_tr, x_te, y_te)
     path = Path(name)
     if path.suffix == ".npz" and path.exists():
-        with np.load(path) as f:
-            missing = {"x_train", "y_train", "x_test", "y_test"} - set(f.files)
-            if missing:
-                raise ValueError(f"{path} lacks arrays {sorted(missing)}: it needs x_train, "
-                                 "y_train, x_test, y_test")
-            x_tr = data.on_sphere(f["x_train"], name="x_train")
-            x_te = data.on_sphere(f["x_test"], name="x_test")
-            y_tr, y_te = data.check_labels(f["y_train"], len(x_tr)), np.asarray(f["y_test"])
+        f = data.read_npz(path, ("x_train", "y_train", "x_test", "y_test"))
+        x_tr = data.on_sphere(f["x_train"], name="x_train")
+        x_te = data.on_sphere(f["x_test"], name="x_test")
+        y_tr, y_te = data.check_labels(f["y_train"], len(x_tr)), np.asarray(f["y_test"])
         if y_te.ndim != 1 or len(y_te) != len(x_te):
             raise ValueError(f"{path}: y_test must be a 1-D array of {len(x_te)} labels (one per "
                              f"row of x_test), got shape {y_te.shape}")
