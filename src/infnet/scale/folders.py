@@ -19,6 +19,7 @@ import errno
 import hashlib
 import os
 import socket
+import time
 import uuid
 from pathlib import Path
 
@@ -164,6 +165,19 @@ def _holder(path: Path) -> str:
     return "another process"
 
 
+def _try_lock(fd: int, tries: int = 10) -> bool:
+    """The exclusive lock, tried for about half a second (``lock_holder`` holds a shared lock
+    for microseconds: not a writer)."""
+    for attempt in range(tries):
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return True
+        except OSError:  # BlockingIOError, or EACCES/EAGAIN on some filesystems
+            if attempt < tries - 1:
+                time.sleep(0.05)
+    return False
+
+
 @contextlib.contextmanager
 def folder_lock(folder, what: str):
     """Hold the exclusive lock of ``folder`` (an existing folder) for the block; if another
@@ -179,14 +193,10 @@ def folder_lock(folder, what: str):
         raise WriteError(f"cannot create the lock file {path}: {err.strerror or err}; choose a "
                          "writable folder") from None
     try:
-        if fcntl is not None:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except OSError:  # BlockingIOError, or EACCES/EAGAIN on some filesystems
-                raise FolderInUseError(
-                    f"{folder} is in use: {_holder(path)} is writing {what} there. Wait for it to "
-                    "finish, then run again (finished work is kept), or use another folder"
-                ) from None
+        if fcntl is not None and not _try_lock(fd):
+            raise FolderInUseError(
+                f"{folder} is in use: {_holder(path)} is writing {what} there. Wait for it to "
+                "finish, then run again (finished work is kept), or use another folder")
         os.ftruncate(fd, 0)
         os.write(fd, f"{os.getpid()} {socket.gethostname()}\n".encode())
         yield folder
