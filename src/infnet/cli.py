@@ -10,6 +10,7 @@ import argparse
 import ast
 import json
 import math
+import shlex
 import sys
 from pathlib import Path
 
@@ -85,9 +86,9 @@ def depth(text: str) -> int | float:
     try:
         value = int(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"a depth is an integer >= 1 or 'inf', got {text!r}") from None
+        value = 0
     if value < 1:
-        raise argparse.ArgumentTypeError(f"a depth is an integer >= 1 or 'inf', got {value}")
+        raise argparse.ArgumentTypeError(f"a depth is an integer >= 1 or 'inf', got {text!r}")
     return value
 
 
@@ -127,8 +128,9 @@ def cmd_kernel(args) -> int:
     from .scale.folders import atomic_path, check_writable
 
     kinds = ["nngp", "ntk"] if args.kind == "both" else [args.kind]
-    if args.store and args.kind == "both":
-        raise ValueError("--store holds one kernel: give --kind nngp or --kind ntk")
+    if args.store and (args.kind == "both" or args.out):
+        raise ValueError("--store holds one kernel in its folder: give --kind nngp or --kind ntk, "
+                         "and no --out")
     if args.out:  # checked before computing
         out = Path(args.out)
         if not (out.suffix == ".npz" or out.suffix == ".npy" and len(kinds) == 1):
@@ -360,16 +362,12 @@ def _os_message(err: OSError) -> str:
     name the file and the reason ("missing.npy: No such file or directory")."""
     if err.filename is None:
         return str(err) if err.strerror is None else f"{err.strerror} ({type(err).__name__})"
-    where = f"{err.filename}" + (f" -> {err.filename2}" if err.filename2 else "")
-    return f"{where}: {err.strerror or err}"
+    return f"{err.filename}{f' -> {err.filename2}' if err.filename2 else ''}: {err.strerror or err}"
 
 
 def main(argv: list[str] | None = None) -> int:
-    """The ``infnet`` command. A user's mistake or a fault of the environment (files, folders,
-    network, memory) ends with one ``error: ...`` line on stderr and a non-zero status; an
-    exception of another kind is a bug of infnet and keeps its traceback."""
-    import shlex
-
+    """The ``infnet`` command. A user's mistake or a fault of the environment (files, network,
+    memory) is one ``error: ...`` line and a non-zero status; other exceptions are bugs."""
     argv = sys.argv[1:] if argv is None else list(argv)
     try:
         args = build_parser().parse_args(argv)
