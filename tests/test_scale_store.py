@@ -4,7 +4,9 @@ write errors, reading by tiles."""
 from __future__ import annotations
 
 import errno
+import hashlib
 import os
+import socket
 import subprocess
 import sys
 import textwrap
@@ -16,7 +18,15 @@ import pytest
 import torch
 
 import infnet
-from infnet.scale import CorruptTileError, KernelStore, StoreMismatchError, StoreWriteError, compute_kernel
+from infnet.scale import (
+    CorruptTileError,
+    FolderInUseError,
+    KernelStore,
+    StoreMismatchError,
+    StoreWriteError,
+    compute_kernel,
+)
+from infnet.scale.folders import array_digest, atomic_path, folder_lock, lock_holder, write_atomic
 
 
 def relu_net():
@@ -71,9 +81,15 @@ def test_killed_computation_resumes_bit_for_bit(tmp_path):
             assert proc.poll() is None, proc.stderr.read().decode()
             assert time.monotonic() < deadline, "the subprocess wrote no tiles in 60 s"
             time.sleep(0.02)
+        # a second writer, while the first one runs: refused at once, with who holds the store
+        assert lock_holder(path) == f"pid {proc.pid} on {socket.gethostname()}"
+        with pytest.raises(FolderInUseError, match=f"in use: pid {proc.pid} .*this kernel store"):
+            compute_kernel(relu_net(), x, path=path, tile=256, progress=False)
+        assert proc.poll() is None  # (the refusal was not the first writer's end)
     finally:
         proc.kill()  # SIGKILL: no cleanup of any kind
         proc.wait()
+    assert lock_holder(path) is None  # the killed writer left no lock behind
     store = KernelStore.open(path)
     before = store.verify()
     assert 4 <= len(before.done) < len(store.tiles()) == 21
@@ -286,3 +302,100 @@ def test_tiles_do_not_depend_on_the_order_they_are_computed_in(tmp_path):
     for i, j in [first] + [ij for ij in backward.tiles() if ij != first]:
         compute_tile(net, x, None, backward, i, j)
     assert torch.equal(backward.to_array(), forward.to_array())
+
+
+# ---- the shared helpers: one writer per folder, atomic files, fingerprints of arrays ----------
+WRITER_SCRIPT = textwrap.dedent("""
+    import os, sys, time
+    import numpy as np
+    import infnet
+    import infnet.scale.compute as compute
+    from infnet.scale import compute_kernel, FolderInUseError
+
+    tile_fn = compute.compute_tile
+    def slow_tile(*args, **kwargs):          # the first writer is still busy when the second starts
+        out = tile_fn(*args, **kwargs)
+        time.sleep(0.2)
+        return out
+    compute.compute_tile = slow_tile
+    x = np.load(sys.argv[1])
+    print("ready", flush=True)
+    while not os.path.exists(sys.argv[3]):   # both start together
+        time.sleep(0.005)
+    try:
+        compute_kernel(infnet.fc("relu", depth=5, w_std=2**0.5), x, path=sys.argv[2], tile=64,
+                       progress=False)
+    except FolderInUseError as err:
+        print("REFUSED", err)
+        sys.exit(3)
+""")
+
+
+def test_two_writer_processes_one_computes_the_other_is_refused(tmp_path):
+    """Two `compute_kernel` processes started together on one folder: one writes the store, the
+    other is refused with FolderInUseError (never an I/O error); the store is then complete and
+    equal to one written alone."""
+    x = data(400).numpy()
+    np.save(tmp_path / "x.npy", x)
+    store = tmp_path / "K"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    go = tmp_path / "go"
+    procs = [subprocess.Popen([sys.executable, "-c", WRITER_SCRIPT, str(tmp_path / "x.npy"),
+                               str(store), str(go)], env=env, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    for p in procs:
+        assert p.stdout.readline() == "ready\n", p.communicate()
+    go.touch()
+    results = [(p.wait(timeout=300), *p.communicate()) for p in procs]
+    assert sorted(r[0] for r in results) == [0, 3], results  # (28 tiles of 0.2 s: >= 5.6 s)
+    for code, out, err in results:
+        assert "Traceback" not in err, err
+        if code == 3:
+            pid = procs[results.index((code, out, err))].pid
+            assert out.startswith(f"REFUSED {store} is in use: pid ") and f"pid {pid}" not in out
+    alone = compute_kernel(relu_net(), x, path=tmp_path / "alone", tile=64, progress=False)
+    assert KernelStore.open(store).verify().complete
+    assert torch.equal(KernelStore.open(store).to_array(), alone.to_array())
+
+
+def test_folder_lock_is_exclusive_and_released(tmp_path):
+    with folder_lock(tmp_path, "the work"):
+        assert lock_holder(tmp_path) == f"pid {os.getpid()} on {socket.gethostname()}"
+        with pytest.raises(FolderInUseError, match=f"{tmp_path} is in use: pid {os.getpid()}"):
+            with folder_lock(tmp_path, "the work"):
+                pass
+    assert lock_holder(tmp_path) is None
+    with folder_lock(tmp_path, "the work"):  # released: taken again
+        pass
+    with pytest.raises(OSError, match="cannot create the lock file"):
+        with folder_lock(tmp_path / "absent", "the work"):
+            pass
+
+
+def test_atomic_files_appear_whole_or_not_at_all(tmp_path):
+    target = tmp_path / "k.npz"
+    with atomic_path(target) as tmp:
+        assert tmp.parent == tmp_path and tmp.suffix == ".npz" and tmp.name.startswith(".k.")
+        np.savez(tmp, a=np.arange(3))
+        assert not target.exists()
+    with np.load(target) as z:
+        assert z["a"].tolist() == [0, 1, 2]
+    for failure in (RuntimeError("writer failed"), KeyboardInterrupt()):
+        with pytest.raises(type(failure)):
+            with atomic_path(target) as tmp:
+                tmp.write_bytes(b"half")
+                raise failure
+        assert sorted(p.name for p in tmp_path.iterdir()) == ["k.npz"]  # old file kept, no temporary
+    write_atomic(tmp_path / "t.txt", "text")
+    assert (tmp_path / "t.txt").read_text() == "text"
+
+
+def test_array_digest_is_the_sha256_of_the_contents():
+    a = np.arange(12, dtype=np.float64).reshape(3, 4)
+    want = hashlib.sha256(a.tobytes(order="C")).hexdigest()
+    assert array_digest(a) == {"shape": [3, 4], "dtype": "float64", "sha256": want}
+    assert array_digest(torch.as_tensor(a)) == array_digest(a)
+    assert array_digest(np.asfortranarray(a)) == array_digest(a)  # contents, not layout
+    b = a.copy()
+    b[2, 3] = np.nextafter(b[2, 3], 20)  # one bit of one entry
+    assert array_digest(b)["sha256"] != want

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import csv
 import importlib
+import json
 import math
 import re
 import warnings
@@ -394,8 +395,7 @@ def test_interrupted_study_continues_where_it_stopped(tmp_path, monkeypatch):
 
     out, k = tmp_path / "resumed", 11  # stops inside the hermite jobs of dirichlet2
     monkeypatch.setattr(study_module, "_run_job", CountingJobs(real, stop_after=k))
-    with pytest.raises(KeyboardInterrupt):
-        main(["study", "--out", str(out), *args])
+    assert main(["study", "--out", str(out), *args]) == 130  # Ctrl-C: one line, no traceback
     with open(out / "results.csv") as fh:
         assert fh.readline().strip() == ",".join(FIELDS)
     partial = rows_of(out / "results.csv")
@@ -442,6 +442,137 @@ def test_finished_study_recomputes_nothing_and_other_options_are_refused(tmp_pat
     assert counter.calls == []
 
 
+# ---- a resumed study: its data and options fingerprinted; a folder for one process -----------
+TINY = ["--activations", "hermite", "--depths", "1", "inf", "--no-taxonomy"]
+
+
+def test_resumed_study_refuses_changed_data_and_restart_starts_again(tmp_path, monkeypatch, capsys):
+    """The .npz changed between two runs (one label, then one coordinate): refused with what
+    differs; --restart recomputes everything, as a study of the new file in a fresh folder."""
+    monkeypatch.chdir(tmp_path)
+    a = _arrays()
+    np.savez("d.npz", **a)
+    assert main(["study", "--out", "st", "--data", "d.npz", *TINY]) == 0
+    before = (tmp_path / "st" / "results.csv").read_bytes()
+    capsys.readouterr()
+    for part, change in (("y_train", (3,)), ("x_test", (5, 1))):
+        changed = {k: v.copy() for k, v in a.items()}
+        if part == "y_train":
+            changed[part][change] = -changed[part][change]
+        else:
+            changed[part][change] = np.nextafter(changed[part][change], 2.0)  # one bit
+        np.savez("d.npz", **changed)
+        counter = CountingJobs(study_module._run_job)
+        monkeypatch.setattr(study_module, "_run_job", counter)
+        assert main(["study", "--out", "st", "--data", "d.npz", *TINY]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and err.startswith("error: st holds a study with other")
+        assert f"d.npz {part} differs (study: " in err and "--restart" in err
+        assert counter.calls == [] and (tmp_path / "st" / "results.csv").read_bytes() == before
+    assert main(["study", "--out", "st", "--data", "d.npz", *TINY, "--restart"]) == 0
+    assert len(counter.calls) == len(BASELINES) + 2 * 2
+    assert main(["study", "--out", "fresh", "--data", "d.npz", *TINY]) == 0
+    assert without_seconds(rows_of(tmp_path / "st" / "results.csv")) == \
+        without_seconds(rows_of(tmp_path / "fresh" / "results.csv"))
+    assert main(["study", "--out", "st", "--data", "d.npz", *TINY]) == 0  # same data: resumes
+    assert len(counter.calls) == 2 * (len(BASELINES) + 2 * 2)  # (the fresh study's; none more)
+
+
+def test_failed_or_stopped_first_run_does_not_lock_the_folder(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    np.savez("good.npz", **_arrays())
+    bad = _arrays()
+    bad["x_train"][4, 1] = np.nan
+    np.savez("bad.npz", **bad)
+    assert main(["study", "--out", "st", "--data", "bad.npz", *TINY]) == 2  # fails on its data
+    with monkeypatch.context() as m:  # Ctrl-C before the first row
+        m.setattr(study_module, "_run_job", CountingJobs(study_module._run_job, stop_after=0))
+        assert main(["study", "--out", "st", "--data", "good.npz", "--n-train", "30", *TINY]) == 130
+    capsys.readouterr()
+    # neither left a row: the folder takes another study, with other data and sizes
+    assert main(["study", "--out", "st", "--data", "good.npz", "--seed", "3", *TINY]) == 0
+    assert len(rows_of(tmp_path / "st" / "results.csv")) == len(BASELINES) + 2 * 2
+    assert study_module.folder.read_results(tmp_path / "st" / "results.csv")[1] is False
+
+
+def test_row_cut_short_by_a_kill_is_computed_again(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    np.savez("d.npz", **_arrays())
+    assert main(["study", "--out", "st", "--data", "d.npz", *TINY]) == 0
+    results = tmp_path / "st" / "results.csv"
+    reference = rows_of(results)
+    text = results.read_text()
+    results.write_text(text[: text.rstrip("\n").rfind("\n") + 25])  # the last row, 24 characters
+    counter = CountingJobs(study_module._run_job)
+    monkeypatch.setattr(study_module, "_run_job", counter)
+    assert main(["study", "--out", "st", "--data", "d.npz", *TINY]) == 0
+    assert counter.calls == [key_of(reference[-1])]
+    assert without_seconds(rows_of(results)) == without_seconds(reference)
+
+
+@pytest.mark.parametrize("damage, phrase", [
+    ("options", "options.json is unreadable"),
+    ("no options", "options.json is missing"),
+    ("results", "results.csv is not a results table of infnet study"),
+    ("old options", "made by an older infnet"),
+])
+def test_damaged_study_folder_names_the_file(tmp_path, monkeypatch, capsys, damage, phrase):
+    monkeypatch.chdir(tmp_path)
+    np.savez("d.npz", **_arrays())
+    assert main(["study", "--out", "st", "--data", "d.npz", *TINY]) == 0
+    options = tmp_path / "st" / "options.json"
+    if damage == "options":
+        options.write_text("{broken")
+    elif damage == "no options":
+        options.unlink()
+    elif damage == "results":
+        (tmp_path / "st" / "results.csv").write_text('data,spec\n"unterminated')
+    else:  # an options.json of the version without fingerprints
+        old = json.loads(options.read_text())
+        del old["fingerprints"]
+        options.write_text(json.dumps(old))
+    capsys.readouterr()
+    assert main(["study", "--out", "st", "--data", "d.npz", *TINY]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and phrase in err and "--restart" in err
+    assert main(["study", "--out", "st", "--data", "d.npz", *TINY, "--restart"]) == 0
+
+
+def test_study_folder_has_one_writer(tmp_path, capsys):
+    """The folder locked (by another descriptor, as by another process): refused at once."""
+    from infnet.scale.folders import folder_lock
+
+    (tmp_path / "st").mkdir()
+    argv = ["study", "--out", str(tmp_path / "st"), "--data", "dirichlet2", "--n-train", "20",
+            "--n-test", "20", *TINY]
+    with folder_lock(tmp_path / "st", "a study"):
+        assert main(argv) == 1
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and "is in use: pid" in err and "a study" in err
+        assert not (tmp_path / "st" / "results.csv").exists()
+    assert main(argv) == 0
+
+
+@pytest.mark.parametrize("options, phrase", [
+    (dict(depths=(0,)), "depths are integers >= 1 or inf, got 0"),
+    (dict(depths=(-1, 2)), "got -1"),
+    (dict(depths=(2.5,)), "got 2.5"),
+    (dict(depths=()), "depths must be a non-empty list"),
+    (dict(kernels=("gp",)), "unknown kernel 'gp'"),
+    (dict(n_train=0), "n_train must be an integer >= 1"),
+    (dict(n_test=True), "n_test must be an integer >= 1"),
+    (dict(datasets=("dirichlet4",)), "unknown data 'dirichlet4'"),
+    (dict(datasets="digits"), "datasets must be a non-empty list"),
+    (dict(activations=("rleu",)), "unknown activation 'rleu'"),
+])
+def test_run_study_checks_its_options_before_anything(tmp_path, options, phrase):
+    kwargs = dict(datasets=("dirichlet2",), activations=("erf",), depths=(1,), n_train=20,
+                  n_test=20, taxonomy=False, progress=False) | options
+    with pytest.raises((ValueError, KeyError), match=re.escape(phrase)):
+        run_study(tmp_path / "st", **kwargs)
+    assert not (tmp_path / "st").exists()
+
+
 # ---- bad input --------------------------------------------------------------------------------
 def _arrays(n_train=20, n_test=20, d=3, seed=1):
     x, y = data.dirichlet_setting(d).sample(n_train + n_test, seed=seed)
@@ -466,6 +597,8 @@ def _bad(kind: str, folder) -> str:
         a["x_train"], a["y_train"] = a["x_train"][:1], a["y_train"][:1]
     path = folder / "bad.npz"
     np.savez(path, **a)
+    if kind == "truncated":
+        path.write_bytes(path.read_bytes()[:400])
     return str(path)
 
 
@@ -473,6 +606,7 @@ def _bad(kind: str, folder) -> str:
     ("unknown name", ["unknown data", "'mnist'", "dirichlet2", ".npz"]),
     ("missing file", ["unknown data", "nothere.npz"]),
     ("missing arrays", ["bad.npz", "lacks arrays", "x_test", "y_test"]),
+    ("truncated", ["bad.npz is truncated or corrupt"]),
     ("nan", ["x_train", "row 4", "NaN"]),
     ("zero vector", ["x_test", "row 7", "zero vector"]),
     ("single class", ["single class", "two classes"]),

@@ -7,21 +7,23 @@ import json
 import math
 from pathlib import Path
 
+CLASSES, DIGITS = 10, 1797  # scikit-learn's digits: classes, points
+
 
 def add_parsers(sub) -> None:
-    from .cli import _param
+    from .cli import _param, nonnegative_int, positive_int, std
 
     f = sub.add_parser("finite", help="finite networks trained by gradient descent against the "
                        "infinite-width predictions, over widths: table and figure")
     f.add_argument("--activations", "-a", nargs="+", default=["relu", "erf"], metavar="ACT")
-    f.add_argument("--widths", nargs="+", type=int, default=[64, 256, 1024, 4096])
-    f.add_argument("--depth", "-L", type=int, default=1)
-    f.add_argument("--seeds", type=int, default=4, help="networks per width")
-    f.add_argument("--steps", nargs="+", type=int, default=[20, 100],
+    f.add_argument("--widths", nargs="+", type=positive_int, default=[64, 256, 1024, 4096])
+    f.add_argument("--depth", "-L", type=positive_int, default=1)
+    f.add_argument("--seeds", type=positive_int, default=4, help="networks per width")
+    f.add_argument("--steps", nargs="+", type=positive_int, default=[20, 100],
                    help="gradient-descent steps at which outputs are compared")
-    f.add_argument("--n-train", type=int, default=100)
-    f.add_argument("--n-test", type=int, default=50)
-    f.add_argument("--seed", type=int, default=0)
+    f.add_argument("--n-train", type=positive_int, default=100, help=f"digits points, >= {CLASSES}")
+    f.add_argument("--n-test", type=positive_int, default=50, help=f"digits points, >= {CLASSES}")
+    f.add_argument("--seed", type=nonnegative_int, default=0)
     f.add_argument("--out", "-o", default="infnet-finite.png", help="figure (PNG, PDF, SVG)")
     f.set_defaults(func=cmd_finite)
 
@@ -30,8 +32,8 @@ def add_parsers(sub) -> None:
                        "the catalog")
     p.add_argument("name", nargs="?", help="catalog name (omit with --all)")
     p.add_argument("--param", "-p", action="append", type=_param, metavar="NAME=VALUE")
-    p.add_argument("--w-std", type=float, default=1.0)
-    p.add_argument("--b-std", type=float, default=0.0)
+    p.add_argument("--w-std", type=std, default=1.0)
+    p.add_argument("--b-std", type=std, default=0.0)
     p.add_argument("--phase-diagram", metavar="PNG", help="write chi_1 over (w^2, b^2) here")
     p.add_argument("--all", action="store_true", help="every catalog activation at (w, b)")
     p.add_argument("--json", action="store_true")
@@ -49,20 +51,39 @@ def _finite_numbers(x) -> object:
     return x
 
 
-def cmd_finite(args) -> int:
-    from .finite_vs_infinite import deviation_figure
+def _check_figure(path: str, option: str) -> Path:
+    """A figure path matplotlib can write, in a writable folder (checked before computing)."""
+    from matplotlib.figure import Figure
 
-    if min(args.widths) < 1 or args.seeds < 1 or min(args.steps) < 1:
-        raise SystemExit("error: widths, --seeds and --steps must be positive integers")
-    out = Path(args.out)
-    tmp = out.with_name(out.stem + ".partial" + out.suffix)
-    numbers = deviation_figure(tmp, activations=tuple(args.activations), depth=args.depth,
-                               widths=tuple(args.widths), n_seeds=args.seeds,
-                               steps=tuple(args.steps), n_train=args.n_train,
-                               n_test=args.n_test, seed=args.seed)
-    tmp.replace(out)
+    from .scale.folders import check_writable
+
+    out = check_writable(path, option)
+    kinds = Figure().canvas.get_supported_filetypes()
+    if out.suffix[1:].lower() not in kinds:
+        raise ValueError(f"{option} {out}: matplotlib writes {', '.join('.' + k for k in kinds)}, "
+                         f"not {out.suffix or 'a file without suffix'}")
+    return out
+
+
+def cmd_finite(args) -> int:
+    from .activations import activation
+    from .finite_vs_infinite import deviation_figure
+    from .scale.folders import atomic_path, write_atomic
+
+    if min(args.n_train, args.n_test) < CLASSES or args.n_train + args.n_test > DIGITS:
+        raise ValueError(f"--n-train and --n-test split digits stratified over its {CLASSES} "
+                         f"classes: each at least {CLASSES}, together at most {DIGITS}; got "
+                         f"{args.n_train} and {args.n_test}")
+    out = _check_figure(args.out, "--out")
     table = out.with_suffix(".json")
-    table.write_text(json.dumps(_finite_numbers(numbers), indent=1, default=str))
+    for name in args.activations:  # an unknown name: before any computation
+        activation(name)
+    with atomic_path(out) as tmp:
+        numbers = deviation_figure(tmp, activations=tuple(args.activations), depth=args.depth,
+                                   widths=tuple(args.widths), n_seeds=args.seeds,
+                                   steps=tuple(args.steps), n_train=args.n_train,
+                                   n_test=args.n_test, seed=args.seed)
+    write_atomic(table, json.dumps(_finite_numbers(numbers), indent=1, default=str))
     print(f"wrote {out} and {table}")
     return 0
 
@@ -79,16 +100,20 @@ def cmd_propagation(args) -> int:
         print(json.dumps(_finite_numbers(rows), indent=1) if args.json else format_table(rows))
         return 0
     if not args.name:
-        raise SystemExit("error: give an activation name, or --all for the whole catalog")
+        raise ValueError("give an activation name, or --all for the whole catalog")
     act = activation(args.name, **dict(args.param or []))
+    figure = _check_figure(args.phase_diagram, "--phase-diagram") if args.phase_diagram else None
     result = propagation(act, args.w_std, args.b_std)
     if args.json:
         print(json.dumps(_finite_numbers(asdict(result)), indent=1, default=str))
     else:
         for key, value in asdict(result).items():
             print(f"{key:>10}: {value}")
-    if args.phase_diagram:
-        d = phase_diagram(act, path=args.phase_diagram)
+    if figure:
+        from .scale.folders import atomic_path
+
+        with atomic_path(figure) as tmp:
+            d = phase_diagram(act, path=tmp)
         ok = [f"b^2 = {b:g}: w^2 = {w:.6g}" for b, w in zip(d.b_var, d.critical_w_var, strict=True)
               if math.isfinite(w)]
         print(f"wrote {args.phase_diagram}; critical line: " + ("; ".join(ok) or "none in range"))

@@ -2,15 +2,14 @@
 
 For each activation and depth asked for, the NTK (or NNGP) classifier of ``infnet.NTKClassifier``
 on one-hot targets is fitted on the training split and scored on the test split; one row per
-model goes to a CSV file (written whole after each row, through a temporary file, so it is never
-half-written) and to a table on the console.
+model goes to a CSV file (written whole after each row, atomically, so it is never
+half-written; its folder is checked before anything is computed) and to a table on the console.
 """
 
 from __future__ import annotations
 
 import csv
 import math
-import os
 import time
 from pathlib import Path
 
@@ -23,7 +22,7 @@ PREPROCESS = ("raw", "unit", "center", "zca")
 
 
 def add_parser(sub) -> None:
-    from .cli import _param
+    from .cli import _param, depth, nonnegative_float, nonnegative_int, positive_int, std
 
     p = sub.add_parser("predict", help="NTK/NNGP classifiers of infinitely wide networks on a "
                        "data set: accuracy by activation and depth, written to a CSV file")
@@ -34,23 +33,26 @@ def add_parser(sub) -> None:
     p.add_argument("--activations", "-a", nargs="+", default=["relu"], metavar="ACT")
     p.add_argument("--param", "-p", action="append", type=_param, metavar="NAME=VALUE",
                    help="activation parameter (applies to every activation given)")
-    p.add_argument("--depths", "-L", nargs="+", default=["5"], metavar="L",
+    p.add_argument("--depths", "-L", nargs="+", type=depth, default=[5], metavar="L",
                    help="depths; 'inf' for the infinite-depth classifier")
     p.add_argument("--kernel", choices=["ntk", "nngp"], default="ntk")
-    p.add_argument("--w-std", type=float, default=2**0.5)
-    p.add_argument("--b-std", type=float, default=0.0)
+    p.add_argument("--w-std", type=std, default=2**0.5)
+    p.add_argument("--b-std", type=std, default=0.0)
     p.add_argument("--parameterization", choices=["ntk", "standard"], default="ntk")
-    p.add_argument("--width", type=int, default=None, help="hidden width (standard param.)")
-    p.add_argument("--ridge", type=float, default=0.0)
-    p.add_argument("--time", default="inf", help="training time (default inf: convergence)")
+    p.add_argument("--width", type=positive_int, default=None,
+                   help="hidden width (standard param.)")
+    p.add_argument("--ridge", type=nonnegative_float, default=0.0)
+    p.add_argument("--time", type=_time, default=math.inf,
+                   help="training time (default inf: convergence)")
     p.add_argument("--preprocess", choices=PREPROCESS, default="raw",
                    help="raw: flatten (uint8 pixels / 255); unit: + rows to unit norm; center: "
                         "+ feature mean removed, unit norm; zca: regularized ZCA whitening "
                         "(Lee et al. 2020), unit norm")
-    p.add_argument("--zca", type=float, default=0.1, help="ZCA regularization (with --preprocess zca)")
-    p.add_argument("--n-train", type=int, default=None, help="stratified training subset")
-    p.add_argument("--n-test", type=int, default=None, help="stratified test subset")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--zca", type=nonnegative_float, default=0.1,
+                   help="ZCA regularization (with --preprocess zca)")
+    p.add_argument("--n-train", type=positive_int, default=None, help="stratified training subset")
+    p.add_argument("--n-test", type=positive_int, default=None, help="stratified test subset")
+    p.add_argument("--seed", type=nonnegative_int, default=0)
     p.add_argument("--download", action="store_true", help="download missing official files")
     p.add_argument("--out", "-o", default="infnet-predict.csv", help="results CSV")
     p.set_defaults(func=cmd_predict)
@@ -69,25 +71,25 @@ def _preprocessor(kind: str, zca: float, uint8: bool):
     return standard_preprocessing(zca=zca, unit_norm=True, max_value=scale)
 
 
-def _depth(text: str) -> float | int:
-    if text.lower() in ("inf", "infinity"):
-        return math.inf
+def _time(text: str) -> float:
+    import argparse
+
     try:
-        value = int(text)
+        t = float(text)
     except ValueError:
-        raise SystemExit(f"error: depth must be a positive integer or 'inf', got {text!r}") from None
-    if value < 1:
-        raise SystemExit(f"error: depth must be >= 1, got {value}")
-    return value
+        t = math.nan
+    if not t >= 0:
+        raise argparse.ArgumentTypeError(f"a training time is a number >= 0 or inf, got {text!r}")
+    return t
 
 
 def _write(rows: list[dict], out: Path) -> None:
-    tmp = out.with_name(out.name + ".partial")
-    with open(tmp, "w", newline="") as fh:
+    from .scale.folders import atomic_path
+
+    with atomic_path(out) as tmp, open(tmp, "w", newline="") as fh:
         writer = csv.DictWriter(fh, fieldnames=COLUMNS)
         writer.writeheader()
         writer.writerows(rows)
-    os.replace(tmp, out)
 
 
 def cmd_predict(args) -> int:
@@ -96,25 +98,22 @@ def cmd_predict(args) -> int:
     from rich.console import Console
     from rich.table import Table
 
+    from .activations import activation
     from .data import load_dataset
     from .estimators import NTKClassifier
     from .predict import JitterWarning
+    from .scale.folders import check_writable
 
     params = dict(args.param or [])
-    depths = [_depth(d) for d in args.depths]
-    try:
-        t = float(args.time)
-    except ValueError:
-        raise SystemExit(f"error: --time must be a number or inf, got {args.time!r}") from None
-    try:
-        x_tr, y_tr, x_te, y_te = load_dataset(args.data, args.root, n_train=args.n_train,
-                                              n_test=args.n_test, seed=args.seed,
-                                              download=args.download)
-    except (FileNotFoundError, ValueError) as err:
-        raise SystemExit(f"error: {err}") from None
+    depths, t = args.depths, args.time
+    out = check_writable(args.out)  # before any computation
+    for act in args.activations:  # an unknown name or a bad parameter: before any computation
+        activation(act, **params)
+    x_tr, y_tr, x_te, y_te = load_dataset(args.data, args.root, n_train=args.n_train,
+                                          n_test=args.n_test, seed=args.seed,
+                                          download=args.download)
     prep = _preprocessor(args.preprocess, args.zca, x_tr.dtype == np.uint8).fit(x_tr)
     x_tr, x_te = prep.transform(x_tr), prep.transform(x_te)
-    out = Path(args.out)
     rows: list[dict] = []
     console = Console()
     table = Table(title=f"{args.data}: {len(y_tr)} training, {len(y_te)} test points, "
@@ -133,8 +132,8 @@ def cmd_predict(args) -> int:
                 try:
                     clf.fit(x_tr, y_tr)
                     scores = clf._scores(x_te)
-                except (ValueError, TypeError, KeyError, FloatingPointError) as err:
-                    raise SystemExit(f"error: {act} at depth {depth}: {err}") from None
+                except (ValueError, TypeError, KeyError, ArithmeticError) as err:
+                    raise ValueError(f"{act} at depth {depth}: {err}") from None
             seconds = time.perf_counter() - start
             pred = clf.classes_[scores.argmax(axis=1)]
             onehot = (y_te[:, None] == clf.classes_[None, :]).astype(float)

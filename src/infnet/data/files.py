@@ -36,7 +36,6 @@ import pickle
 import shutil
 import struct
 import tarfile
-import tempfile
 import urllib.request
 import zlib
 from pathlib import Path
@@ -252,24 +251,22 @@ def _fetch(folders, dataset, names, download, label, hint) -> list[Path]:
 def _download(dataset, name, folder) -> list[str]:
     """Fetch name from the mirrors into folder: a temporary file there, checked against its MD5,
     then renamed into place. Returns the errors met ([] on success)."""
+    from ..scale.folders import atomic_path
+
     folder.mkdir(parents=True, exist_ok=True)
     errors = []
     for mirror in MIRRORS[dataset]:
-        fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=".part", dir=folder)
         try:
-            with os.fdopen(fd, "wb") as out, urllib.request.urlopen(mirror + name,
-                                                                    timeout=DOWNLOAD_TIMEOUT) as r:
+            with atomic_path(folder / name) as tmp, open(tmp, "wb") as out, \
+                    urllib.request.urlopen(mirror + name, timeout=DOWNLOAD_TIMEOUT) as r:
                 shutil.copyfileobj(r, out)
-            found, expected = _md5(Path(tmp)), OFFICIAL_MD5[dataset][name]
-            if found != expected:
-                raise ValueError(f"MD5 {found} instead of {expected}")
-            os.replace(tmp, folder / name)
+                out.flush()
+                found, expected = _md5(Path(tmp)), OFFICIAL_MD5[dataset][name]
+                if found != expected:  # (the temporary file is removed)
+                    raise ValueError(f"MD5 {found} instead of {expected}")
             return []
         except (OSError, ValueError, http.client.HTTPException) as err:  # URLError is an OSError
             errors.append(f"{mirror}{name}: {err}")
-        finally:
-            if os.path.exists(tmp):
-                os.remove(tmp)
     return errors
 
 

@@ -8,15 +8,18 @@ one process or on a Dask cluster.
     alpha, info = solve(store, Y, ridge=1e-6, tol=1e-8)   # Nystrom-preconditioned CG
     alpha, info = solve(NetworkOperator(net, x), Y)       # tiles recomputed, never stored
 
-``store`` (tiles on disk, manifest, fingerprint), ``compute`` (single process or Dask),
+``store`` (tiles on disk, manifest, fingerprint), ``folders`` (atomic files, one writer per
+folder, array fingerprints, shared with the study and the command line), ``compute`` (single process or Dask),
 ``operators`` (K through products and columns), ``nystrom`` (the preconditioner), ``solve``.
 """
 
-from .compute import compute_kernel, compute_tile, local_cluster
+from .compute import CONNECT_TIMEOUT, compute_kernel, compute_tile, local_cluster
+from .folders import FolderInUseError, WriteError
 from .nystrom import NystromPreconditioner, default_rank, nystrom
 from .operators import DenseOperator, KernelOperator, NetworkOperator, predict
 from .solve import ConvergenceWarning, SolveInfo, solve
 from .store import (
+    CorruptStoreError,
     CorruptTileError,
     KernelStore,
     StoreMismatchError,
@@ -25,8 +28,9 @@ from .store import (
     fingerprint,
 )
 
-__all__ = ["ConvergenceWarning", "CorruptTileError", "DenseOperator", "KernelOperator",
+__all__ = ["CONNECT_TIMEOUT", "ConvergenceWarning", "CorruptStoreError", "CorruptTileError",
+           "DenseOperator", "FolderInUseError", "KernelOperator",
            "KernelStore", "NetworkOperator", "NystromPreconditioner", "SolveInfo",
            "StoreMismatchError", "StoreWriteError", "Verification", "compute_kernel",
-           "compute_tile", "default_rank", "fingerprint", "local_cluster", "nystrom", "predict",
-           "solve"]
+           "WriteError", "compute_tile", "default_rank", "fingerprint", "local_cluster", "nystrom",
+           "predict", "solve"]

@@ -19,7 +19,11 @@ import warnings
 import numpy as np
 import torch
 
-from .store import KernelStore, fingerprint
+from .folders import folder_lock
+from .store import KernelStore, fingerprint, make_store_folder
+
+#: seconds to wait for a Dask scheduler at an address before giving up
+CONNECT_TIMEOUT = 5.0
 
 
 def compute_tile(net, x1, x2, store: KernelStore, i: int, j: int,
@@ -62,7 +66,8 @@ def _as_input(x, name: str) -> torch.Tensor:
 
 def compute_kernel(net, x1, x2=None, *, path, kind: str = "ntk", tile: int = 2048,
                    scheduler=None, workers: int | None = None, progress: bool = True,
-                   dtype: torch.dtype = torch.float64, overwrite: bool = False) -> KernelStore:
+                   dtype: torch.dtype = torch.float64, overwrite: bool = False,
+                   command: str | None = None) -> KernelStore:
     """The ``kind`` ("nngp" or "ntk") kernel of ``net`` between the rows of x1 and x2 (None: x1
     with itself; only tiles j >= i are stored) in tiles of ``tile`` x ``tile``, in the folder
     ``path``; returns the ``KernelStore``.
@@ -70,7 +75,9 @@ def compute_kernel(net, x1, x2=None, *, path, kind: str = "ntk", tile: int = 204
     Resumable: tiles already done (data and checksum agree) are skipped, others (missing,
     half-written, corrupted) computed; run it again after an interruption. A folder holding a
     store of other data, network or parameters is refused (``StoreMismatchError``) unless
-    ``overwrite=True``, which deletes its tiles.
+    ``overwrite=True``, which deletes its tiles. One writer at a time: while a computation
+    runs, the folder is locked (``folders.folder_lock``, released when the process ends, even
+    killed) and a second one is refused at once with ``FolderInUseError``.
 
     ``scheduler``: None computes in this process (one thread: results are identical in every
     mode); ``"local"`` starts a ``dask.distributed.LocalCluster`` of ``workers`` (default 2)
@@ -81,7 +88,10 @@ def compute_kernel(net, x1, x2=None, *, path, kind: str = "ntk", tile: int = 204
     all share (NFS, Lustre...). The inputs and the network are sent once to each worker; the
     network's activations must pickle (catalog activations travel by name; your own functions
     must be importable on the workers, or lambdas that cloudpickle can copy). Scripts that use
-    ``"local"`` need the ``if __name__ == "__main__":`` guard (workers are new processes).
+    ``"local"`` need the ``if __name__ == "__main__":`` guard (workers are new processes). A
+    scheduler address that does not answer within ``CONNECT_TIMEOUT`` seconds is a
+    ``ConnectionError``. ``command``: the command line that makes the store, kept in its
+    manifest.
     """
     if kind not in ("nngp", "ntk"):
         raise ValueError(f"kind must be 'nngp' or 'ntk', got {kind!r}")
@@ -98,17 +108,18 @@ def compute_kernel(net, x1, x2=None, *, path, kind: str = "ntk", tile: int = 204
     if x2 is not None and x2.shape[1] != x1.shape[1]:
         raise ValueError(f"x1 has {x1.shape[1]} features and x2 has {x2.shape[1]}")
     n2 = x1.shape[0] if x2 is None else x2.shape[0]
-    store = KernelStore.create(path, x1.shape[0], n2, fp, overwrite=overwrite)
-    store.clean()
-    check = store.verify()
-    todo = check.missing + check.corrupt
-    with _progress_bar(progress, kind, len(store.tiles()), len(check.done)) as advance:
-        if scheduler is None:
-            for i, j in todo:
-                compute_tile(net, x1, x2, store, i, j, dtype)
-                advance()
-        elif todo:
-            _run_dask(scheduler, workers, net, x1, x2, store, todo, dtype, advance)
+    with folder_lock(make_store_folder(path), "this kernel store"):
+        store = KernelStore.create(path, x1.shape[0], n2, fp, overwrite=overwrite, command=command)
+        store.clean()
+        check = store.verify()
+        todo = check.missing + check.corrupt
+        with _progress_bar(progress, kind, len(store.tiles()), len(check.done)) as advance:
+            if scheduler is None:
+                for i, j in todo:
+                    compute_tile(net, x1, x2, store, i, j, dtype)
+                    advance()
+            elif todo:
+                _run_dask(scheduler, workers, net, x1, x2, store, todo, dtype, advance)
     return store
 
 
@@ -174,7 +185,15 @@ def _client(stack: contextlib.ExitStack, scheduler, workers):
     if scheduler == "local":
         cluster = stack.enter_context(local_cluster(workers or 2))
         return stack.enter_context(Client(cluster))
-    return stack.enter_context(Client(scheduler)) if isinstance(scheduler, str) else scheduler
+    if not isinstance(scheduler, str):
+        return scheduler
+    try:
+        return stack.enter_context(Client(scheduler, timeout=CONNECT_TIMEOUT))
+    except OSError as err:  # (TimeoutError, refused connections)
+        raise ConnectionError(
+            f"no Dask scheduler answers at {scheduler} (gave up after {CONNECT_TIMEOUT:g} s: {err}). "
+            "Check the address, start the scheduler (dask scheduler) and its workers, or compute "
+            "without a scheduler (tiles already done are kept)") from None
 
 
 def _run_dask(scheduler, workers, net, x1, x2, store, todo, dtype, advance) -> None:

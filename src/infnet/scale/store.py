@@ -25,23 +25,25 @@ import io
 import json
 import os
 import re
-import uuid
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from .folders import WriteError, array_digest, describe_digest, write_atomic
+
 FORMAT = 1
 MANIFEST = "manifest.json"
+_MANIFEST_KEYS = ("n1", "n2", "tile", "dtype", "kind", "symmetric", "fingerprint")
 _TILE = re.compile(r"^tile_(\d+)_(\d+)\.(npy|sha256)$")
-_TMP = re.compile(r"^\..*\.tmp$")  # temporary names: ".<final name>.<random>.tmp"
+_TMP = re.compile(r"^\..+\.tmp(\.[A-Za-z0-9]+)?$")  # temporaries: ".<stem>.<random>.tmp<suffix>"
 
 
 class StoreMismatchError(ValueError):
     """An existing store was made for other data, network or parameters."""
 
 
-class StoreWriteError(OSError):
+class StoreWriteError(WriteError):
     """A file of the store could not be written (unwritable folder, full disk...)."""
 
 
@@ -49,16 +51,11 @@ class CorruptTileError(OSError):
     """A tile's bytes disagree with its recorded checksum."""
 
 
+class CorruptStoreError(ValueError):
+    """A store's manifest is unreadable, of another format, or incomplete."""
+
+
 # ---- fingerprint -----------------------------------------------------------------------------
-def _array_part(x) -> dict | None:
-    """shape, dtype and sha256 of an array's bytes (C order)."""
-    if x is None:
-        return None
-    a = np.ascontiguousarray(x.detach().cpu().numpy() if torch.is_tensor(x) else np.asarray(x))
-    return {"shape": list(a.shape), "dtype": str(a.dtype),
-            "sha256": hashlib.sha256(a.reshape(-1).view(np.uint8)).hexdigest()}
-
-
 def _code_digest(obj, h, depth: int = 0) -> None:
     """Feed a function's code (bytecode, names, constants, nested code, closure values) to h."""
     if not hasattr(obj, "__code__") or depth > 4:
@@ -92,7 +89,7 @@ def _network_part(net) -> dict:
 def fingerprint(net, x1, x2=None, *, kind: str, tile: int, dtype) -> dict:
     """The parts a store is made for: data (x1, x2), network and parameters; and their sha256
     (key ``"sha256"``). ``x2=None``: the symmetric kernel of x1."""
-    parts = {"data": {"x1": _array_part(x1), "x2": _array_part(x2)},
+    parts = {"data": {"x1": array_digest(x1), "x2": array_digest(x2)},
              "network": _network_part(net),
              "params": {"kind": kind, "tile": int(tile), "dtype": str(dtype).replace("torch.", ""),
                         "symmetric": x2 is None}}
@@ -102,9 +99,7 @@ def fingerprint(net, x1, x2=None, *, kind: str, tile: int, dtype) -> dict:
 
 def _differences(old: dict, new: dict) -> list[str]:
     """What differs between two fingerprints, in words."""
-    def show(p):
-        return "none" if p is None else f"{tuple(p['shape'])} {p['dtype']} sha256 {p['sha256'][:12]}"
-
+    show = describe_digest
     out = [f"data {key} differ (store: {show(old['data'][key])}; now: {show(new['data'][key])})"
            for key in ("x1", "x2") if old["data"][key] != new["data"][key]]
     if old["network"]["sha256"] != new["network"]["sha256"]:
@@ -118,35 +113,24 @@ def _differences(old: dict, new: dict) -> list[str]:
     return out or ["fingerprint differs"]
 
 
-# ---- atomic files ----------------------------------------------------------------------------
-def _fsync_dir(folder: Path) -> None:
-    with contextlib.suppress(OSError):  # (Windows cannot open folders)
-        fd = os.open(folder, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-
-
-def write_atomic(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` atomically: a temporary name in the same folder, flush,
-    fsync, ``os.replace``. On error the temporary file is removed and ``StoreWriteError``
-    says which file and why."""
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:12]}.tmp")
+def _write(path: Path, data: bytes) -> None:
+    """``write_atomic``, its error said as the store's (what is kept, what to do)."""
     try:
-        with open(tmp, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
+        write_atomic(path, data)
+    except WriteError as err:
+        raise StoreWriteError(f"{err} ({len(data) / 2**20:.1f} MiB for this file). Tiles already "
+                              "done are kept: run again to resume") from err.__cause__
+
+
+def make_store_folder(path) -> Path:
+    """The store's folder, created if needed (``StoreWriteError`` if it cannot be)."""
+    path = Path(path)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
     except OSError as err:
-        with contextlib.suppress(OSError):
-            tmp.unlink(missing_ok=True)
-        raise StoreWriteError(
-            f"cannot write {path}: {err.strerror or err}. Check that the folder is writable and "
-            f"that the disk has room for {len(data) / 2**20:.1f} MiB more; tiles already done "
-            "are kept, run again to resume") from err
-    _fsync_dir(path.parent)
+        raise StoreWriteError(f"cannot create the kernel store folder {path}: "
+                              f"{err.strerror or err}; choose a writable path") from err
+    return path
 
 
 # ---- the store ---------------------------------------------------------------------------------
@@ -192,20 +176,43 @@ class KernelStore:
     def open(cls, path) -> KernelStore:
         """An existing store, from its manifest."""
         path = Path(path)
+        file = path / MANIFEST
+        if not file.is_file():
+            tiles = path.is_dir() and any(_TILE.match(f.name) for f in path.iterdir())
+            raise FileNotFoundError(f"no kernel store at {path} (no {MANIFEST}"
+                                    + ("; the tiles there cannot be used without it)" if tiles
+                                       else ")"))
         try:
-            manifest = json.loads((path / MANIFEST).read_text())
-        except FileNotFoundError:
-            raise FileNotFoundError(f"no kernel store at {path} (no {MANIFEST})") from None
+            manifest = json.loads(file.read_text())
+            if not isinstance(manifest, dict):
+                raise ValueError(f"a {type(manifest).__name__}, not an object")
+        except (ValueError, UnicodeDecodeError) as err:
+            raise CorruptStoreError(f"{file} is not a readable manifest ({err}): delete the "
+                                    "store (or overwrite it) and compute it again") from None
         if manifest.get("format") != FORMAT:
-            raise ValueError(f"{path / MANIFEST} has format {manifest.get('format')!r}; this "
-                             f"version of infnet reads format {FORMAT}")
+            raise CorruptStoreError(f"{file} has format {manifest.get('format')!r}; this version "
+                                    f"of infnet reads format {FORMAT}")
+        lacking = [k for k in _MANIFEST_KEYS if k not in manifest]
+        if lacking:
+            raise CorruptStoreError(f"{file} lacks {', '.join(lacking)}: delete the store and "
+                                    "compute it again")
         return cls(path, manifest)
 
+    def missing(self) -> list[tuple[int, int]]:
+        """The tiles whose data or checksum file is absent (one listing of the folder, no reads;
+        ``verify`` also checks the contents)."""
+        names = set(os.listdir(self.path))
+        return [(i, j) for i, j in self.tiles()
+                if not all(f.name in names for f in self._files(i, j))]
+
     @classmethod
-    def create(cls, path, n1: int, n2: int, fp: dict, *, overwrite: bool = False) -> KernelStore:
+    def create(cls, path, n1: int, n2: int, fp: dict, *, overwrite: bool = False,
+               command: str | None = None) -> KernelStore:
         """The store at ``path`` for fingerprint ``fp`` (``fingerprint``): the existing one if
         its fingerprint agrees, a new one if there is none (or ``overwrite``: the old store's
-        files are deleted); otherwise ``StoreMismatchError`` says what differs."""
+        files are deleted); otherwise ``StoreMismatchError`` says what differs. ``command``: the
+        command line that makes the store, kept in a new manifest (messages about an incomplete
+        store quote it)."""
         path = Path(path)
         if (path / MANIFEST).exists() and not overwrite:
             store = cls.open(path)
@@ -215,17 +222,13 @@ class KernelStore:
                 f"the kernel store at {path} was made for other inputs: "
                 + "; ".join(_differences(store.manifest["fingerprint"], fp))
                 + ". Use a new folder, or overwrite=True to delete its tiles and start again.")
-        try:
-            path.mkdir(parents=True, exist_ok=True)
-        except OSError as err:
-            raise StoreWriteError(f"cannot create the kernel store folder {path}: "
-                                  f"{err.strerror or err}; choose a writable path") from err
+        make_store_folder(path)
         cls._remove(path, everything=True)  # tiles without their manifest cannot be trusted
         p = fp["params"]
         manifest = {"format": FORMAT, "n1": int(n1), "n2": int(n2), "tile": p["tile"],
                     "dtype": p["dtype"], "kind": p["kind"], "symmetric": p["symmetric"],
-                    "fingerprint": fp}
-        write_atomic(path / MANIFEST, json.dumps(manifest, indent=1).encode())
+                    "fingerprint": fp, **({"command": command} if command else {})}
+        _write(path / MANIFEST, json.dumps(manifest, indent=1).encode())
         return cls(path, manifest)
 
     @staticmethod
@@ -269,8 +272,8 @@ class KernelStore:
         buf = io.BytesIO()
         np.save(buf, values, allow_pickle=False)
         npy, sha = self._files(i, j)
-        write_atomic(npy, buf.getvalue())
-        write_atomic(sha, hashlib.sha256(buf.getvalue()).hexdigest().encode())
+        _write(npy, buf.getvalue())
+        _write(sha, hashlib.sha256(buf.getvalue()).hexdigest().encode())
 
     def _state(self, i: int, j: int) -> tuple[str, bytes | None]:
         npy, sha = self._files(i, j)

@@ -7,13 +7,15 @@ NNGP and its NTK) for L from 1 to 1000 and in the limit L = inf, next to the Bay
 (Dirichlet data: known densities), 1-NN, the Hilbert kernel rule and the majority vote. The
 report folder holds report.md, figures (PNG), results.csv (every number) and taxonomy.csv (the
 infinite-depth class of every catalog activation). Rows are appended as they are computed, so an
-interrupted study continues where it stopped when run again with the same options.
+interrupted study continues where it stopped when run again with the same options; a folder
+whose rows were computed from other data or options is refused (``study.folder``), and one
+process at a time works in a folder (``scale.folders.folder_lock``).
 """
 
 from __future__ import annotations
 
 import csv
-import json
+import io
 import math
 import time
 import warnings
@@ -26,15 +28,15 @@ import torch
 from .. import classifiers, data, design
 from ..activations import activation, list_activations
 from ..limit import limit
-from . import predict
+from ..scale.folders import folder_lock, make_folder, write_atomic
+from . import folder, predict
+from .folder import FIELDS, RESULTS
 
 DEFAULT_DATA = ("dirichlet2", "dirichlet3", "digits")
 DEFAULT_ACTIVATIONS = ("relu", "erf", "sine", "hermite", "optimal")
 DEFAULT_DEPTHS = (1, 2, 3, 5, 10, 20, 50, 100, 200, 500, 1000, math.inf)
 
 BASELINES = ("bayes", "1-nn", "hilbert", "majority")
-FIELDS = ["data", "spec", "activation", "kind", "depth", "kernel", "test_accuracy", "n_train", "n_test",
-          "seconds", "note"]
 
 
 @dataclass(frozen=True)
@@ -66,14 +68,10 @@ def load_data(name: str, n_train: int, n_test: int, seed: int = 0) -> DataSet:
         return DataSet(name, x_tr, y_tr, x_te, y_te)
     path = Path(name)
     if path.suffix == ".npz" and path.exists():
-        with np.load(path) as f:
-            missing = {"x_train", "y_train", "x_test", "y_test"} - set(f.files)
-            if missing:
-                raise ValueError(f"{path} lacks arrays {sorted(missing)}: it needs x_train, "
-                                 "y_train, x_test, y_test")
-            x_tr = data.on_sphere(f["x_train"], name="x_train")
-            x_te = data.on_sphere(f["x_test"], name="x_test")
-            y_tr, y_te = data.check_labels(f["y_train"], len(x_tr)), np.asarray(f["y_test"])
+        f = data.read_npz(path, ("x_train", "y_train", "x_test", "y_test"))
+        x_tr = data.on_sphere(f["x_train"], name="x_train")
+        x_te = data.on_sphere(f["x_test"], name="x_test")
+        y_tr, y_te = data.check_labels(f["y_train"], len(x_tr)), np.asarray(f["y_test"])
         if y_te.ndim != 1 or len(y_te) != len(x_te):
             raise ValueError(f"{path}: y_test must be a 1-D array of {len(x_te)} labels (one per "
                              f"row of x_test), got shape {y_te.shape}")
@@ -130,19 +128,40 @@ def baseline_scores(name: str, ds: DataSet):
 
 def run_study(out: Path, datasets=DEFAULT_DATA, activations=DEFAULT_ACTIVATIONS,
               depths=DEFAULT_DEPTHS, kernels=("nngp", "ntk"), n_train: int = 500,
-              n_test: int = 500, seed: int = 0, taxonomy: bool = True, progress: bool = True
-              ) -> Path:
+              n_test: int = 500, seed: int = 0, taxonomy: bool = True, progress: bool = True,
+              restart: bool = False) -> Path:
+    """Run (or continue) the study in the folder ``out``; returns ``out``.
+
+    Options are checked before anything is made (ValueError); the folder is locked for this
+    process (``FolderInUseError`` if another one works there); a folder holding results of
+    other data (fingerprints of the arrays) or options is refused with what differs, unless
+    ``restart``, which deletes the study's files in it first."""
+    folder.check_options(datasets, activations, depths, kernels, n_train, n_test, seed)
+    datasets = [str(d) for d in datasets]
+    out = make_folder(out)
+    with folder_lock(out, "a study"):
+        if restart:
+            folder.clear(out)
+        loaded = {name: load_data(name, n_train, n_test, seed) for name in datasets}
+        options = folder.options_record(loaded, activations, depths, kernels, n_train, n_test,
+                                        seed)
+        done = {(r["data"], r["spec"], r["depth"], r["kernel"])
+                for r in folder.resume(out, options) if not r["note"].startswith("failed:")}
+        if taxonomy and not (out / "taxonomy.csv").exists():
+            _write_csv(out / "taxonomy.csv", taxonomy_rows())
+        _run_jobs(out, loaded, activations, depths, kernels, done, progress)
+        from .report import write_report
+
+        write_report(out)
+    return out
+
+
+def _run_jobs(out: Path, loaded: dict, activations, depths, kernels, done, progress) -> None:
+    """The jobs not ``done``, each row appended to results.csv as soon as it is computed (a
+    failed row is tried again next time: the newer row wins in the report)."""
     from rich.progress import Progress
 
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    _check_options(out, dict(datasets=list(datasets), activations=list(activations),
-                             n_train=n_train, n_test=n_test, seed=seed))
-    path = out / "results.csv"
-    done = _done(path)
-    if taxonomy and not (out / "taxonomy.csv").exists():
-        _write_csv(out / "taxonomy.csv", taxonomy_rows())
-    loaded = {name: load_data(name, n_train, n_test, seed) for name in datasets}
+    path = out / RESULTS
     jobs = []
     for name in loaded:
         jobs += [(name, "baseline", b, None, None) for b in BASELINES]
@@ -156,7 +175,7 @@ def run_study(out: Path, datasets=DEFAULT_DATA, activations=DEFAULT_ACTIVATIONS,
             name, kind, spec, depth, kernel = job
             bar.update(task, description=f"{name} {spec} {'' if depth is None else depth}")
             row = _run_job(loaded[name], kind, spec, depth, kernel, cache)
-            with open(path, "a", newline="") as fh:  # one row lands whole or not at all
+            with open(path, "a", newline="") as fh:  # (a row cut short by a kill: dropped)
                 w = csv.DictWriter(fh, FIELDS)
                 if fh.tell() == 0:
                     w.writeheader()
@@ -164,10 +183,6 @@ def run_study(out: Path, datasets=DEFAULT_DATA, activations=DEFAULT_ACTIVATIONS,
                 w.writerow({**row, "data": name, "spec": spec, "kind": kind,
                             "n_train": len(ds.y_train), "n_test": len(ds.y_test)})
             bar.advance(task)
-    from .report import write_report
-
-    write_report(out)
-    return out
 
 
 def _run_job(ds: DataSet, kind, spec, depth, kernel, cache) -> dict:
@@ -190,7 +205,7 @@ def _run_job(ds: DataSet, kind, spec, depth, kernel, cache) -> dict:
         cache.setdefault((ds.name, "rho"), _correlations(ds))
     label, lim, error, _ = cache[key]
     if lim is None:
-        return {"activation": label, "depth": _depth_text(depth), "kernel": kernel,
+        return {"activation": label, "depth": depth_text(depth), "kernel": kernel,
                 "test_accuracy": "", "seconds": "0", "note": error.split(".")[0]}
     rho_tr, rho_te, classes = cache[(ds.name, "rho")]
     Y = predict.one_hot(ds.y_train, classes)
@@ -202,7 +217,7 @@ def _run_job(ds: DataSet, kind, spec, depth, kernel, cache) -> dict:
             scores, note = None, f"failed: {err}"
     acc = "" if scores is None else \
         f"{float((classes[scores.argmax(1).numpy()] == ds.y_test).mean()):.4f}"
-    return {"activation": label, "depth": _depth_text(depth), "kernel": kernel,
+    return {"activation": label, "depth": depth_text(depth), "kernel": kernel,
             "test_accuracy": acc, "seconds": f"{time.perf_counter() - t0:.3f}", "note": note}
 
 
@@ -221,41 +236,19 @@ def _correlations(ds: DataSet):
     return rho_tr, (x_te @ x_tr.T).clamp_(-1.0, 1.0), np.unique(ds.y_train)
 
 
-def _depth_text(depth) -> str:
+def depth_text(depth) -> str:
     return "inf" if depth is not None and math.isinf(depth) else str(depth)
 
 
 def _key(job) -> tuple:
     name, kind, spec, depth, kernel = job
-    return (name, spec, "" if depth is None else _depth_text(depth), kernel or "")
-
-
-def _done(path: Path) -> set:
-    if not path.exists():
-        return set()
-    with open(path) as fh:
-        # a failed row is tried again (the newer row wins in the report)
-        return {(r["data"], r["spec"], r["depth"], r["kernel"]) for r in csv.DictReader(fh)
-                if not r["note"].startswith("failed:")}
-
-
-def _check_options(out: Path, options: dict) -> None:
-    """A folder holds one study: continuing with other data or sizes would mix them."""
-    path = out / "options.json"
-    if path.exists():
-        old = json.loads(path.read_text())
-        if {k: old.get(k) for k in ("datasets", "n_train", "n_test", "seed")} != \
-                {k: options[k] for k in ("datasets", "n_train", "n_test", "seed")}:
-            raise ValueError(f"{out} holds a study with other options ({old}); use another "
-                             "--out folder or delete it")
-    path.write_text(json.dumps(options, indent=1))
+    return (name, spec, "" if depth is None else depth_text(depth), kernel or "")
 
 
 def _write_csv(path: Path, rows: list[dict]) -> None:
     fields = list(dict.fromkeys(k for r in rows for k in r))
-    tmp = path.with_suffix(".partial")
-    with open(tmp, "w", newline="") as fh:
-        w = csv.DictWriter(fh, fields)
-        w.writeheader()
-        w.writerows(rows)
-    tmp.replace(path)
+    buf = io.StringIO(newline="")
+    w = csv.DictWriter(buf, fields)
+    w.writeheader()
+    w.writerows(rows)
+    write_atomic(path, buf.getvalue())

@@ -7,6 +7,8 @@ import math
 import re
 from pathlib import Path
 
+from ..scale.folders import atomic_path, write_atomic
+
 #: re-run figures of the paper's experiments at n_train = n_test = 2000 (REFERENCES.md section 4)
 PAPER_RERUN = {"dirichlet2": {"bayes": .760, "1-nn": .661, "hilbert": .733, "optimal": .734},
                "dirichlet3": {"bayes": .954, "1-nn": .907, "hilbert": .933, "optimal": .934}}
@@ -50,9 +52,7 @@ def write_report(out: Path) -> Path:
                          f"| {r.get('note', '')} |")
         lines.append("")
     path = out / "report.md"
-    tmp = path.with_suffix(".partial")
-    tmp.write_text("\n".join(lines) + "\n")
-    tmp.replace(path)
+    write_atomic(path, "\n".join(lines) + "\n")
     return path
 
 
@@ -141,6 +141,7 @@ def _figure(out: Path, name: str, nets: list[dict], base: dict) -> str | None:
     axes[-1].legend(fontsize=7, loc="lower left")
     fig.tight_layout()
     file = "accuracy_vs_depth_" + re.sub(r"[^A-Za-z0-9_.-]+", "_", name) + ".png"
-    fig.savefig(out / file, dpi=110)
+    with atomic_path(out / file) as tmp:
+        fig.savefig(tmp, dpi=110)
     plt.close(fig)
     return file
