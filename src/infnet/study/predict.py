@@ -23,7 +23,8 @@ import math
 import numpy as np
 import torch
 
-from ..deep import deep_kernels
+from ..activations import KernelOverflowError
+from ..deep import deep_dual, deep_kernels
 from ..limit import bottcher
 from ..predict.infinite import limit_scores
 
@@ -74,9 +75,19 @@ class DepthSweep:
             self._state, self.depth = [(r, r.clone()) for r in self._start], 0
         m = depth - self.depth
         if m:
-            self._state = [deep_kernels(self.lim, s, m, ntk=k) for s, k in self._state]
+            self._state = [self._continue(s, k, m) for s, k in self._state]
             self.depth = depth
         return self._state
+
+    def _continue(self, s: Tensor, k: Tensor | None, m: int) -> tuple[Tensor, Tensor | None]:
+        """m more layers; the NTK becomes None once it leaves float64 (it grows like f'(1)^L),
+        and the NNGP goes on alone."""
+        if k is not None:
+            try:
+                return deep_kernels(self.lim, s, m, ntk=k)
+            except KernelOverflowError:
+                pass
+        return deep_dual(self.lim, s, m), None
 
 
 def depth_scores(sweep: DepthSweep, rho_test: Tensor, Y: Tensor, depth: int,
@@ -86,6 +97,8 @@ def depth_scores(sweep: DepthSweep, rho_test: Tensor, Y: Tensor, depth: int,
     lim = sweep.lim
     (s_tr, k_tr), (s_te, k_te), (_, k_one) = sweep.at(depth)
     if kernel == "ntk":
+        if k_one is None or k_tr is None or k_te is None:
+            return None, "NTK beyond float64 (its diagonal grows like f'(1)^L)"
         diag = float(k_one)
         finite = all(bool(torch.isfinite(t).all()) for t in (k_tr, k_te)) and math.isfinite(diag)
         if not finite:
