@@ -199,3 +199,18 @@ def test_relu_at_great_depth_has_the_cost_of_deep_kernels(w):
         assert abs(float(k.ntk[i, j]) - want_t) <= 1e-10 * abs(want_t), (i, j)
     run = net.trace(sq, 4).records[1]
     assert run.jump == "homogeneous" and run.explicit == 64
+
+
+@pytest.mark.parametrize("act, depth, w", [("tanh", 10, 1.5), ("relu", 100, 2**0.5),
+                                           (infnet.optimal_activation(3), 30, 1.0)])
+def test_float32_kernel_is_the_float64_kernel_rounded(act, depth, w):
+    """dtype=float32 stores the outputs in float32; the entries are the float64 ones rounded
+    (relative error within float32 rounding, 6e-8, of each kernel's scale), also where the
+    float64 path keeps variances at an unstable fixed point."""
+    x = sphere_rows(40, 6, seed=3)
+    net = infnet.fc(act, depth, w_std=w, b_std=0.0)
+    k64 = net.kernel(x)
+    k32 = net.kernel(x, dtype=torch.float32)
+    for a, b in ((k32.nngp, k64.nngp), (k32.ntk, k64.ntk)):
+        assert a.dtype == torch.float32
+        assert float((a.double() - b).abs().max()) <= 1.2e-7 * float(b.abs().max())

@@ -186,7 +186,8 @@ class Network:
         """NNGP and NTK between the rows of x1 and x2 (x2=None: x1 with itself).
 
         Inputs are (n, features) tensors or arrays (more axes are flattened); the result is on
-        their device, in ``dtype`` (float64 by default). ``method``: "auto" (the angle table
+        their device, in ``dtype`` (float64 by default; float32 halves the memory of the outputs,
+        whose entries are still computed in float64, tile by tile, then rounded). ``method``: "auto" (the angle table
         when all inputs have one norm, else layer by layer), "table" or "exact". ``get``:
         "both", "nngp" or "ntk"; the other field is then None and its n1 x n2 matrix is never
         allocated (memory: one output plus O(block^2)).
@@ -197,6 +198,9 @@ class Network:
             raise ValueError(f"get must be 'both', 'nngp' or 'ntk', got {get!r}")
         if not (isinstance(block, int) and block >= 1):
             raise ValueError(f"block must be a positive integer, got {block!r}")
+        if dtype not in (torch.float32, torch.float64):
+            raise ValueError(f"dtype must be torch.float64 or torch.float32, got {dtype!r}")
+        out_dtype, dtype = dtype, torch.float64  # computed in float64 whatever is stored
         symmetric = x2 is None
         x1 = _as_data(x1, "x1", dtype)
         x2 = x1 if symmetric else _as_data(x2, "x2", dtype, device=x1.device)
@@ -232,8 +236,8 @@ class Network:
                               "each pair costs a 2-D quadrature per layer (slow). Inputs of one "
                               "norm (x / |x|) take the fast path.", stacklevel=2)
         n1, n2 = x1.shape[0], x2.shape[0]
-        nngp, ntk = (torch.empty(n1, n2, dtype=dtype, device=x1.device) if get in (kind, "both")
-                     else None for kind in ("nngp", "ntk"))
+        nngp, ntk = (torch.empty(n1, n2, dtype=out_dtype, device=x1.device)
+                     if get in (kind, "both") else None for kind in ("nngp", "ntk"))
         scratch = torch.empty(min(block, n1), min(block, n2), dtype=dtype, device=x1.device)
         for i in range(0, n1, block):
             a = x1[i:i + block]

@@ -166,7 +166,7 @@ class Run:
     def diagonal(self, q: Tensor, t: Tensor, like: RunTrace | None = None) -> RunTrace:
         """The run on each input's variance q and NTK diagonal t (tensors of one shape).
         ``like``: take the freezing decisions of that trace (the conditioning check)."""
-        if self.homogeneous:
+        if self.count > EXPLICIT_BLOCKS and self.homogeneous:
             lim = self.limit(None)
             e = self._explicit_count(0, lim.marginal)
             pre, post = [q], []
