@@ -187,8 +187,9 @@ class Network:
 
         Inputs are (n, features) tensors or arrays (more axes are flattened); the result is on
         their device, in ``dtype`` (float64 by default; float32 halves the memory of the outputs,
-        whose entries are still computed in float64, tile by tile, then rounded). ``method``: "auto" (the angle table
-        when all inputs have one norm, else layer by layer), "table" or "exact". ``get``:
+        whose entries are still computed in float64, tile by tile, then rounded). ``method``:
+        "auto" (the angle table when all inputs have one norm, else layer by layer), "table" or
+        "exact". ``get``:
         "both", "nngp" or "ntk"; the other field is then None and its n1 x n2 matrix is never
         allocated (memory: one output plus O(block^2)).
         """
