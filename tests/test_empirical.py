@@ -304,6 +304,23 @@ def test_random_forward_pass():
         empirical_ntk(Noisy(), torch.randn(3, 4, dtype=F64))
 
 
+@pytest.mark.parametrize("n", [1, 3])
+def test_outputs_that_depend_on_the_batch_are_refused(n):
+    """y - y.mean(0) couples the samples: the empirical NTK would be 0 (its docstring promises
+    an error); one sample alone is compared with itself beside another."""
+    class Centered(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.lin = nn.Linear(4, 2).to(F64)
+
+        def forward(self, x):
+            y = self.lin(x)
+            return y - y.mean(0)
+
+    with pytest.raises(ValueError, match="changes with the other samples of the batch"):
+        empirical_ntk(Centered(), torch.randn(n, 4, dtype=F64))
+
+
 def test_wrong_shapes():
     x = torch.randn(3, 4, dtype=F64)
     model = mlp(5, [8], 1, nn.ReLU)

@@ -46,14 +46,17 @@ def test_finite_depth_network_tends_to_the_limit_kernel(act):
 @pytest.mark.parametrize("act", ["erf", "sign", "tanh"])
 def test_limit_kernel_table_matches_koenigs(act):
     """The tabulated Koenigs function (and Schroeder's equation beyond |rho| = 0.9) against
-    infnet.koenigs evaluated directly: 1e-12 relative where |h| > 1, absolute below."""
+    infnet.koenigs evaluated directly: 1e-12 relative where |h| > 1, absolute below, plus what
+    one rounding of the dual near +-1 becomes there (h ~ (1 - rho)^-beta: relative condition
+    beta / (1 - |rho|); a vectorized and a scalar atan2 may differ in the last bit)."""
     net = InfiniteDepth(act)
     rho = torch.cat([torch.linspace(-0.999999, 0.999999, 4001, dtype=F64),
                      1 - torch.logspace(-14, -1, 40, dtype=F64)])
     fast = net.koenigs(rho)
     ref = infnet.koenigs(net.limit, rho)
     err = (fast - ref).abs() / ref.abs().clamp(min=1.0)
-    assert float(err.max()) < 1e-12
+    rounding = 16 * 2.0**-52 / (1 - rho.abs())
+    assert bool((err < 1e-12 + rounding).all()), float((err / (1e-12 + rounding)).max())
 
 
 def test_kernel_on_data_and_its_symmetry():

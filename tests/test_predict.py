@@ -159,6 +159,29 @@ def test_not_a_kernel_or_nan_is_a_clear_error():
         P.cholesky(torch.eye(3), ridge=-1.0)
 
 
+def test_a_matrix_that_is_not_symmetric_is_refused_and_rounding_is_not():
+    """The solves read one triangle: an asymmetric K would give predictions inconsistent with
+    it. A Gram matrix with asymmetric rounding (1e-15 relative) is accepted and gives the
+    solution of its symmetric part."""
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(30, 5, generator=g, dtype=torch.float64)
+    K = x @ x.T + torch.eye(30, dtype=torch.float64)
+    y = torch.randn(30, generator=g, dtype=torch.float64)
+    bad = K.clone()
+    bad[3, 17] += 1e-6 * float(K.diagonal().max())
+    for make in (lambda k: P.gradient_descent_mse(k, y).predict(k[:2]),
+                 lambda k: P.gp_inference(k, y).mean(k[:2]), lambda k: P.cholesky(k),
+                 lambda k: P.gradient_descent_mse(k, y).predict(k[:2], t=1.0)):
+        with pytest.raises(ValueError, match=r"not symmetric: K\[3, 17\] and K\[17, 3\]"):
+            make(bad)
+    rounded = K.clone()
+    rounded[3, 17] *= 1 + 1e-15
+    sym = (rounded + rounded.T) / 2
+    got = P.gradient_descent_mse(rounded, y).predict(sym[:2])
+    want = sym[:2] @ torch.linalg.solve(sym, y)
+    assert torch.allclose(got.reshape(-1), want, rtol=1e-10, atol=0)
+
+
 def test_in_place_factor_uses_the_kernel_memory_and_matches():
     _, k, y, n = _problem()
     K = k.ntk[:n, :n].contiguous()

@@ -277,7 +277,7 @@ def correlation_fixed_point(act, q_star: float, w_std=1.0, b_std=0.0) -> float:
     def g(c: float) -> float:
         return float(correlation_map(act, c, q, w_std, b_std)) - c
 
-    if g(0.0) <= 0.0:
+    if g(0.0) <= 1e-14:  # C(0) = 0 to the rounding of the quadrature (odd phi, no bias)
         return 0.0
     d = 0.5
     while g(1.0 - d) >= 0.0:

@@ -8,13 +8,15 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 
 from . import quadrature
+from .errors import KernelOverflowError, QuadratureError  # noqa: F401  (re-exported)
+from .quadrature import corr_angle, geometric_mean  # noqa: F401  (used by the closed forms)
 
 Tensor = torch.Tensor
 KernelFn = Callable[..., tuple[Tensor, Tensor]]
@@ -25,8 +27,15 @@ NEAR_ANGLE = 1e-3
 _CORR_SLACK = 1e-9
 
 
-class KernelOverflowError(ArithmeticError):
-    """An activation's kernel is infinite or undefined at the given variances."""
+@dataclass(frozen=True)
+class Singularity:
+    """A point where |phi| ~ |x - at|^order or |phi'| ~ |x - at|^derivative_order with a
+    negative order (0: bounded there). E|u - at|^p is finite iff p > -1, which decides the
+    Gaussian expectations that diverge (``Activation.check_divergence``)."""
+
+    at: float
+    order: float = 0.0
+    derivative_order: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -50,7 +59,8 @@ class Activation:
         ``closed_form(q1, q2, c, **params) -> (K, Kdot)``; the quadrature is used otherwise.
     angle_form : callable, optional
         ``angle_form(q1, q2, theta, **params) -> (K, Kdot, theta_out)``: the closed form in terms
-        of the angle, with the output angle, both exact near rho = +-1 (kinked units need it).
+        of the angle, with the output angle, both exact near rho = +-1 (kinked units need it);
+        theta_out None leaves the output angle to the generic rule (``pair_map``).
     derivative : callable, optional
         ``derivative(x, **params)``; autograd of ``fn`` when absent.
     """
@@ -66,6 +76,8 @@ class Activation:
     formula: str = ""
     source: str = ""
     gain: float = 1.0  # the activation is gain * fn; kernels scale by gain^2
+    #: singular points of phi or phi' (found for user functions, ``user.from_function``)
+    singular: tuple[Singularity, ...] = ()
 
     # ---- the function -------------------------------------------------------------------
     def __call__(self, x: Tensor) -> Tensor:
@@ -80,7 +92,10 @@ class Activation:
             with torch.enable_grad():
                 x = x.detach().requires_grad_(True)
                 y = self.fn(x, **self.params)
-                (g,) = torch.autograd.grad(y.sum(), x, allow_unused=True)
+                # an output that does not depend on x differentiably (a step written as a
+                # comparison) has derivative 0 wherever it is defined
+                g = (torch.autograd.grad(y.sum(), x, allow_unused=True)[0]
+                     if y.requires_grad else None)
             g = torch.zeros_like(x) if g is None else g
         return g if self.gain == 1.0 else self.gain * g
 
@@ -92,8 +107,9 @@ class Activation:
     def kernel(self, q1, q2, c) -> tuple[Tensor, Tensor]:
         """(K, Kdot) = (E[phi(u) phi(v)], E[phi'(u) phi'(v)]) for (u, v) ~ N(0, [[q1, c], [c, q2]]).
 
-        Broadcasting float64 tensors (numbers are accepted); closed form where the catalog has
-        one, otherwise polar quadrature split at the kinks (REFERENCES.md section 3).
+        Broadcasting tensors or numbers, computed and returned in float64 on their device;
+        closed form where the catalog has one, otherwise polar quadrature split at the kinks
+        (REFERENCES.md section 3).
         """
         q1, q2, c = _check_moments(q1, q2, c)
         if self.closed_form is not None:
@@ -110,14 +126,17 @@ class Activation:
         """(K, Kdot) by quadrature, whether or not a closed form exists (for checks). ``theta``:
         the angle of the pairs when known more accurately than from c (near rho = +-1)."""
         q1, q2, c = _check_moments(q1, q2, c)
+        self.check_divergence(q1, q2, c, derivative=True)
         if self.jumps:
             raise NotImplementedError(
                 f"activation {self.name!r} is discontinuous at {list(self.kinks)}: its derivative "
-                "holds a Dirac mass, so Kdot needs a closed form; give closed_form=... or use a "
-                "continuous activation")
+                "holds a Dirac mass, so Kdot needs a closed form: give kernel=... (a function "
+                "(q1, q2, c) -> (K, Kdot)) or use a continuous activation. The NNGP alone "
+                "needs no Kdot (act.nngp_map, net.kernel(x, get='nngp')).")
         K, Kdot = quadrature.gaussian_expectation(
             [(self, self), (self.derivative, self.derivative)], q1, q2, c, self.kinks,
-            theta=theta, **_nodes(nodes_angle, nodes_radius))
+            theta=theta, label=f"E[phi(u) phi(v)] or E[phi'(u) phi'(v)] of {self.name!r}",
+            **_nodes(nodes_angle, nodes_radius))
         return K, Kdot
 
     def pair_map(self, q1, q2, c, theta, q1_out, q2_out) -> tuple[Tensor, Tensor, Tensor]:
@@ -134,6 +153,8 @@ class Activation:
             q1, q2, theta = torch.broadcast_tensors(q1, q2, theta)
             K, Kdot, out = self.angle_form(q1, q2, theta, **self.params)
             K, Kdot = self._checked(self.gain**2 * K, self.gain**2 * Kdot, q1, q2)
+            if out is None:  # an angle form that leaves the output angle to the generic rule
+                out = self._output_angle(K, q1, q2, theta, q1_out, q2_out)
             return K, Kdot, out
         if self.closed_form is not None:
             K, Kdot = self.kernel(q1, q2, c)
@@ -147,14 +168,17 @@ class Activation:
         out = corr_angle(q1_out, q2_out, K)[1].clone()
         same = (theta == 0) & (q1 == q2)  # one input twice stays one input
         out[same] = 0.0
-        near = ((out < NEAR_ANGLE) | (out > math.pi - NEAR_ANGLE)) & ~same
+        zero = (q1_out == 0) | (q2_out == 0)  # a zero output is at angle pi/2 to everything
+        out[zero & ~same] = math.pi / 2
+        near = ((out < NEAR_ANGLE) | (out > math.pi - NEAR_ANGLE)) & ~same & ~zero
         if bool(near.any()) and not self.jumps:
             sel = near.nonzero(as_tuple=True)
             gap, gap_plus = quadrature.gaussian_expectation(
                 [lambda u, v, a, b: (self(u) / a - self(v) / b) ** 2,
                  lambda u, v, a, b: (self(u) / a + self(v) / b) ** 2],
                 q1[sel], q2[sel], (q1[sel] * q2[sel]).sqrt() * torch.cos(theta[sel]), self.kinks,
-                theta=theta[sel], entry_data=(q1_out[sel].sqrt(), q2_out[sel].sqrt()))
+                theta=theta[sel], entry_data=(q1_out[sel].sqrt(), q2_out[sel].sqrt()),
+                label=f"the output angle of {self.name!r}")
             out[sel] = 2 * torch.atan2((gap / 2).clamp(min=0).sqrt(),
                                        (gap_plus / 2).clamp(min=0).sqrt())
         return out
@@ -166,8 +190,11 @@ class Activation:
         if self.closed_form is not None or self.jumps:
             return self.kernel(q, q, q)
         q, _, _ = _check_moments(q, q, q)
-        K = quadrature.gaussian_expectation_1d(lambda x: self(x) ** 2, q, self.kinks)
-        Kdot = quadrature.gaussian_expectation_1d(lambda x: self.derivative(x) ** 2, q, self.kinks)
+        self.check_divergence(q, q, q, derivative=True)
+        K = quadrature.gaussian_expectation_1d(lambda x: self(x) ** 2, q, self.kinks,
+                                               label=f"E[phi(x)^2] of {self.name!r}")
+        Kdot = quadrature.gaussian_expectation_1d(lambda x: self.derivative(x) ** 2, q,
+                                                  self.kinks, label=f"E[phi'(x)^2] of {self.name!r}")
         return self._checked(K.reshape(q.shape), Kdot.reshape(q.shape), q, q)
 
     def nngp_map(self, q1, q2, c) -> Tensor:
@@ -177,7 +204,9 @@ class Activation:
             K = self.closed_form(q1, q2, c, **self.params)[0] * self.gain**2
             K = torch.broadcast_tensors(K, c)[0]
         else:
-            K, = quadrature.gaussian_expectation([(self, self)], q1, q2, c, self.kinks)
+            self.check_divergence(q1, q2, c, derivative=False)
+            K, = quadrature.gaussian_expectation([(self, self)], q1, q2, c, self.kinks,
+                                                 label=f"E[phi(u) phi(v)] of {self.name!r}")
         return self._checked(K, torch.zeros_like(K), q1, q2)[0]
 
     def variance_map(self, q) -> Tensor:
@@ -186,6 +215,35 @@ class Activation:
         if self.closed_form is not None or self.jumps:
             return self.nngp_map(q, q, q)
         return self.diagonal_kernel(q)[0]
+
+    def check_divergence(self, q1: Tensor, q2: Tensor, c: Tensor, derivative: bool) -> None:
+        """Raise KernelOverflowError where a singularity makes E[phi(u) phi(v)] (and, with
+        ``derivative``, E[phi'(u) phi'(v)]) infinite: an order <= -1 at every correlation; an
+        order <= -1/2 where the two inputs reach the singular point together (|rho| = 1 and
+        u = v, or the point 0); an input of variance 0 sitting at the point."""
+        if not self.singular:
+            return
+        q1, q2, c = torch.broadcast_tensors(q1, q2, c)
+        rho1 = (c.abs() >= geometric_mean(q1, q2)) & (q1 > 0)
+        for s in self.singular:
+            parts = [("phi", s.order)] + ([("phi'", s.derivative_order)] if derivative else [])
+            for which, order in parts:
+                if order >= 0:
+                    continue
+                together = rho1 & ((s.at == 0.0) | ((c > 0) & (q1 == q2)))
+                bad = (((q1 == 0) | (q2 == 0)) & (s.at == 0.0)) | (together & (2 * order <= -0.999))
+                if order <= -0.999:
+                    bad = torch.ones_like(bad)
+                if bool(bad.any()):
+                    i = bad.reshape(-1).nonzero()[0]
+                    at = ", ".join(f"{n}={float(t.reshape(-1)[i]):.6g}"
+                                   for n, t in (("q1", q1), ("q2", q2), ("c", c)))
+                    raise KernelOverflowError(
+                        f"E[{which}(u) {which}(v)] of {self.name!r} diverges at {at}: |{which}(x)| "
+                        f"grows like |x - {s.at:g}|^{order:.3g} near x = {s.at:g}, and E|u - "
+                        f"{s.at:g}|^p is infinite for p <= -1 (p = {order:.3g} for one input, "
+                        f"{2 * order:.3g} where both reach the point together). Use an activation "
+                        "that is bounded there, or the NNGP where only phi' is singular.")
 
     def _checked(self, K: Tensor, Kdot: Tensor, q1: Tensor, q2: Tensor):
         if all_finite(K) and all_finite(Kdot):
@@ -309,8 +367,7 @@ def _nodes(nodes_angle, nodes_radius) -> dict:
 
 def _as_rho(rho) -> Tensor:
     rho = torch.as_tensor(rho, dtype=torch.float64) if not torch.is_tensor(rho) else rho
-    if not torch.is_floating_point(rho):
-        rho = rho.to(torch.float64)
+    rho = rho.to(torch.float64)
     if not all_finite(rho):
         raise ValueError("rho contains NaN or inf")
     if bool((rho.abs() > 1 + _CORR_SLACK).any()):
@@ -322,7 +379,8 @@ def _as_rho(rho) -> Tensor:
 def _check_moments(q1, q2, c) -> tuple[Tensor, Tensor, Tensor]:
     """Float tensors with q >= 0 and |c| <= sqrt(q1 q2) (rounding clamped, violations raised)."""
     ref = next((t for t in (c, q1, q2) if torch.is_tensor(t)), None)
-    dtype = ref.dtype if ref is not None and torch.is_floating_point(ref) else torch.float64
+    # float64 whatever the inputs: a float32 expectation could not be exact
+    dtype = torch.float64
     device = ref.device if ref is not None else None
     q1, q2, c = (torch.as_tensor(t, dtype=dtype, device=device) for t in (q1, q2, c))
     for name, t in (("q1", q1), ("q2", q2), ("c", c)):
@@ -330,39 +388,9 @@ def _check_moments(q1, q2, c) -> tuple[Tensor, Tensor, Tensor]:
             raise ValueError(f"{name} contains NaN or inf; check the inputs and the layer variances")
     if bool((q1 < 0).any()) or bool((q2 < 0).any()):
         raise ValueError("variances q1, q2 must be >= 0")
-    bound = (q1 * q2).sqrt()
+    bound = geometric_mean(q1, q2)
     if bool((c.abs() > bound * (1 + _CORR_SLACK) + 1e-300).any()):
         raise ValueError("|c| > sqrt(q1 q2): (q1, q2, c) is not a covariance matrix")
     c = torch.maximum(torch.minimum(c, bound), -bound)
     return q1, q2, c
 
-
-def corr_angle(q1: Tensor, q2: Tensor, c: Tensor) -> tuple[Tensor, Tensor]:
-    """(sqrt(q1 q2 - c^2), theta): theta = arccos(c / sqrt(q1 q2)) via atan2, exact at rho = +-1."""
-    s = (q1 * q2 - c * c).clamp(min=0.0).sqrt()
-    return s, torch.atan2(s, c)
-
-
-def from_function(fn: Callable[[Tensor], Tensor], *, kinks: Sequence[float] = (),
-                  name: str | None = None, jumps: bool = False,
-                  derivative: Callable[[Tensor], Tensor] | None = None,
-                  kernel: KernelFn | None = None, formula: str = "", source: str = "user",
-                  ) -> Activation:
-    """An Activation from a user's torch function; it gets every generic capability."""
-    if not callable(fn):
-        raise TypeError(f"expected a callable activation, got {type(fn).__name__}")
-    probe = torch.linspace(-3, 3, 7, dtype=torch.float64)
-    try:
-        out = fn(probe)
-    except Exception as err:  # pragma: no cover - message path
-        raise TypeError(f"the activation function failed on a float64 tensor: {err}") from err
-    if not torch.is_tensor(out) or out.shape != probe.shape:
-        raise TypeError("the activation must map a tensor elementwise to a tensor of its shape")
-    kinks = tuple(sorted(float(k) for k in kinks))
-    if any(not math.isfinite(k) for k in kinks):
-        raise ValueError("kinks must be finite numbers")
-    return Activation(
-        fn=lambda x, **_: fn(x), name=name or getattr(fn, "__name__", "custom"), kinks=kinks,
-        jumps=jumps, closed_form=(lambda q1, q2, c, **_: kernel(q1, q2, c)) if kernel else None,
-        derivative_fn=(lambda x, **_: derivative(x)) if derivative else None,
-        formula=formula, source=source)

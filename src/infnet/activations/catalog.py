@@ -7,11 +7,14 @@ form if one exists); see ``entries.py``. Nothing downstream special-cases a name
 from __future__ import annotations
 
 import difflib
-from collections.abc import Callable, Mapping
+import math
+import numbers
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from .base import Activation, from_function
+from .base import Activation
+from .user import from_function
 
 
 @dataclass(frozen=True)
@@ -94,10 +97,7 @@ def activation(name_or_fn, **params) -> Activation:
         valid = ", ".join(e.defaults) or "none"
         raise TypeError(f"activation {e.name!r} has no parameter {', '.join(sorted(unknown))}; "
                         f"its parameters are: {valid}")
-    values = {**e.defaults, **params}
-    for k, v in values.items():
-        if isinstance(e.defaults[k], float) and isinstance(v, int) and not isinstance(v, bool):
-            values[k] = float(v)
+    values = {k: _parameter(e.name, k, v, e.defaults[k]) for k, v in {**e.defaults, **params}.items()}
     if e.check is not None:
         e.check(**values)
     if e.factory is not None:
@@ -110,6 +110,26 @@ def activation(name_or_fn, **params) -> Activation:
                       kinks=tuple(sorted(float(k) for k in kinks)), jumps=e.jumps,
                       closed_form=closed, angle_form=angle, derivative_fn=e.derivative,
                       formula=e.formula, source=e.source)
+
+
+def _parameter(name: str, key: str, value, default):
+    """A parameter value checked where it is given: a finite real number where the default is
+    one (a float default makes it a float), finite real numbers where it is a sequence."""
+    if isinstance(default, bool) or not isinstance(default, (numbers.Real, tuple, list)):
+        return value
+    if isinstance(default, (tuple, list)):
+        if isinstance(value, (str, bytes)) or not isinstance(value, Iterable):
+            raise TypeError(f"parameter {key} of activation {name!r} must be a sequence of "
+                            f"numbers, got {value!r}")
+        return tuple(_parameter(name, f"{key}[{i}]", v, 0.0) for i, v in enumerate(value))
+    if hasattr(value, "item") and getattr(value, "ndim", 1) == 0:
+        value = value.item()  # numpy scalars and 0-d tensors
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"parameter {key} of activation {name!r} must be a real number, got "
+                        f"{value!r} ({type(value).__name__})")
+    if not math.isfinite(value):
+        raise ValueError(f"parameter {key} of activation {name!r} must be finite, got {value!r}")
+    return float(value) if isinstance(default, float) else value
 
 
 _LOADED = False

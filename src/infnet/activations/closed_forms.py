@@ -13,7 +13,8 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-from .base import corr_angle
+from .base import corr_angle, geometric_mean
+from .quadrature import sin_of_angle
 
 Tensor = torch.Tensor
 PI = math.pi
@@ -53,7 +54,7 @@ def piecewise_linear_angle(q1, q2, theta, *, neg: float, pos: float):
     (Cho & Saul 2009, generalized), and the output angle from
     1 -+ rho' = [m (1 -+ cos theta) +- d2 (theta cos theta - sin theta) / (2 pi)] / m.
     """
-    r = (q1 * q2).sqrt()
+    r = geometric_mean(q1, q2)
     d2 = (neg - pos) ** 2
     m = (neg * neg + pos * pos) / 2
     cos, sin = torch.cos(theta), torch.sin(theta)
@@ -77,7 +78,7 @@ def arccos_kernel_angle(q1, q2, theta, *, n: int):
     n = 0: theta / pi;  n = 2: [2 pi sin^2 theta + theta (1 + 2 cos^2 theta) - 3 sin cos] / (3 pi)."""
     if n == 1:
         return piecewise_linear_angle(q1, q2, theta, neg=0.0, pos=1.0)
-    r = (q1 * q2).sqrt()
+    r = geometric_mean(q1, q2)
     cos, sin = torch.cos(theta), torch.sin(theta)
     j0 = (PI - theta) / (2 * PI)
     if n == 0:
@@ -100,7 +101,7 @@ def sign_angle(q1, q2, theta):
     """phi = sign(x): K = (2/pi) arcsin(rho) = 1 - 2 theta / pi; Kdot = dK/dc = 2 / (pi r sin theta)
     (Price's theorem; neural-tangents sets it to 0 instead); 1 -+ rho' = 2 theta / pi,
     2 (pi - theta) / pi."""
-    r = (q1 * q2).sqrt()
+    r = geometric_mean(q1, q2)
     k = 1 - 2 * theta / PI + 0 * r
     return k, 2 / (PI * r * torch.sin(theta)), angle_out(2 * theta / PI, 2 * (PI - theta) / PI)
 
@@ -113,17 +114,40 @@ def sign(q1, q2, c):
 def erf(q1, q2, c, *, scale: float):
     """phi = erf(b x) (Williams 1997): K = (2/pi) arcsin(2 b^2 c / sqrt((1+2b^2 q1)(1+2b^2 q2))),
     Kdot = (4 b^2 / pi) / sqrt((1+2b^2 q1)(1+2b^2 q2) - 4 b^4 c^2)."""
+    return _erf(q1, q2, c, corr_angle(q1, q2, c)[0], scale)
+
+
+def erf_angle(q1, q2, theta, *, scale: float):
+    """``erf`` from the angle of the pair (s = sqrt(q1 q2) sin theta, exact near rho = +-1,
+    where q1 q2 - c^2 has lost it); the output angle is left to the generic rule (None)."""
+    r = geometric_mean(q1, q2)
+    return (*_erf(q1, q2, r * torch.cos(theta), r * sin_of_angle(theta), scale), None)
+
+
+def _erf(q1, q2, c, s, scale):
+    # (1+2b^2 q1)(1+2b^2 q2) - 4b^4 c^2 = 1 + 2b^2 (q1 + q2) + 4b^4 s^2, s^2 = q1 q2 - c^2: its
+    # root a hypot, exact at rho = +-1 and at large variances, where the product form cancels
     b2 = scale * scale
-    p = (1 + 2 * b2 * q1) * (1 + 2 * b2 * q2)
-    k = 2 / PI * torch.asin((2 * b2 * c / p.sqrt()).clamp(-1.0, 1.0))
-    return k, 4 * b2 / PI / (p - 4 * b2 * b2 * c * c).sqrt()
+    root = torch.hypot((1 + 2 * b2 * (q1 + q2)).sqrt(), 2 * b2 * s)
+    k = 2 / PI * torch.atan2(2 * b2 * c, root)
+    return k, 4 * b2 / PI / root
 
 
 def gelu(q1, q2, c):
     """phi = x Phi(x) (Tsuchida et al. 2020, arXiv 2002.08517), D = sqrt((1+q1)(1+q2) - c^2)."""
+    return _gelu(q1, q2, c, corr_angle(q1, q2, c)[0])
+
+
+def gelu_angle(q1, q2, theta):
+    """``gelu`` from the angle of the pair (as ``erf_angle``)."""
+    r = geometric_mean(q1, q2)
+    return (*_gelu(q1, q2, r * torch.cos(theta), r * sin_of_angle(theta)), None)
+
+
+def _gelu(q1, q2, c, s):
     p = (1 + q1) * (1 + q2)
-    d2 = p - c * c
-    d = d2.sqrt()
+    d = torch.hypot((1 + q1 + q2).sqrt(), s)  # D^2 = 1 + q1 + q2 + s^2: no cancellation
+    d2 = d * d
     at = torch.atan2(c, d)
     k = c / 4 + ((c * c + q1 * q2 * d2) / (p * d) + c * at) / (2 * PI)
     kdot = 0.25 + at / (2 * PI) + c / (2 * PI * d) * (1 / d2 + (1 - q1 * q2) / p + 1)
@@ -137,11 +161,17 @@ def sine(q1, q2, c, *, amplitude: float, frequency: float, phase: float):
     cancellation at small c, where deep sine networks live)."""
     b2 = frequency * frequency
     x = b2 * c
-    damp = torch.exp(-b2 * (q1 + q2) / 2)
+    half = b2 * (q1 + q2) / 2  # >= |x|
     cos2, sin2 = math.cos(phase) ** 2, math.sin(phase) ** 2
-    sh, ch = torch.sinh(x), torch.cosh(x)
+    # e^-half sinh x, e^-half cosh x; beyond |x| = 20 as e^(x - half) -+ e^(-x - half), whose
+    # exponents are <= 0 (sinh x alone overflows past 710 while the product is < 1/2)
+    big = x.abs() > 20
+    up, down = torch.exp(x - half) / 2, torch.exp(-x - half) / 2
+    damp = torch.exp(-half)
+    sh = torch.where(big, up - down, damp * torch.sinh(x))
+    ch = torch.where(big, up + down, damp * torch.cosh(x))
     a2 = amplitude * amplitude
-    return a2 * damp * (cos2 * sh + sin2 * ch), a2 * b2 * damp * (cos2 * ch + sin2 * sh)
+    return a2 * (cos2 * sh + sin2 * ch), a2 * b2 * (cos2 * ch + sin2 * sh)
 
 
 def exponential(q1, q2, c, *, amplitude: float, rate: float):

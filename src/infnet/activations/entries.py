@@ -92,10 +92,10 @@ register("softsign", lambda x: x / (1 + x.abs()), formula="x / (1 + |x|)",
 # ---- smooth with closed forms -------------------------------------------------------------
 register("erf", lambda x, scale: torch.erf(scale * x), formula="erf(scale x)",
          source="kernel: Williams 1997", defaults={"scale": 1.0},
-         closed_form=cf.erf, check=positive("scale"))
+         closed_form=cf.erf, angle_form=cf.erf_angle, check=positive("scale"))
 register("gelu", lambda x: x * 0.5 * (1 + torch.erf(x / math.sqrt(2))), formula="x Phi(x)",
          source="Hendrycks & Gimpel 2016; kernel: Tsuchida et al. 2020 (arXiv 2002.08517)",
-         closed_form=cf.gelu)
+         closed_form=cf.gelu, angle_form=cf.gelu_angle)
 register("sin", lambda x, amplitude, frequency, phase: amplitude * torch.sin(frequency * x + phase),
          formula="a sin(b x + g)", source="Fourier features; kernel: Gaussian integrals",
          defaults={"amplitude": 1.0, "frequency": 1.0, "phase": 0.0},
@@ -186,11 +186,30 @@ register("silu", F.silu, formula="x sigmoid(x)", source="Elfwing, Uchibe & Doya 
 register("gelu_tanh", lambda x: F.gelu(x, approximate="tanh"),
          formula="x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))) / 2",
          source="Hendrycks & Gimpel 2016 (tanh approximation)")
-register("softplus", lambda x, beta: F.softplus(x, beta=beta), formula="log(1 + e^(beta x)) / beta",
+# logaddexp, not F.softplus: torch's softplus returns x itself beyond beta x = 20, a jump of
+# 2e-9 that the quadrature would have to resolve
+register("softplus", lambda x, beta: torch.logaddexp(beta * x, torch.zeros_like(x)) / beta,
+         formula="log(1 + e^(beta x)) / beta",
          source="Dugas et al. 2001", defaults={"beta": 1.0}, check=positive("beta"),
          derivative=lambda x, beta: torch.sigmoid(beta * x))
 register("mish", F.mish, formula="x tanh(softplus(x))", source="Misra 2019 (arXiv 1908.08681)")
 register("bent_identity", lambda x: (torch.sqrt(x * x + 1) - 1) / 2 + x,
          formula="(sqrt(x^2 + 1) - 1) / 2 + x", source="bent identity", aliases=("bentid",))
-register("tanhshrink", lambda x: x - torch.tanh(x), formula="x - tanh(x)", source="PyTorch")
+#: Taylor coefficients of x - tanh(x) = x^3 (c0 + c1 x^2 + ...) (from tanh's Bernoulli series)
+_TANHSHRINK_SERIES = (1 / 3, -2 / 15, 17 / 315, -62 / 2835, 1382 / 155925, -21844 / 6081075,
+                      929569 / 638512875)
+
+
+def _tanhshrink(x):
+    """x - tanh(x), by its Taylor series below |x| = 0.1 (relative error < 2e-17), where the
+    difference itself would cancel (a tiny variance sees only such x)."""
+    x2 = x * x
+    series = torch.zeros_like(x)
+    for c in reversed(_TANHSHRINK_SERIES):
+        series = series * x2 + c
+    return torch.where(x.abs() < 0.1, series * x2 * x, x - torch.tanh(x))
+
+
+register("tanhshrink", _tanhshrink, formula="x - tanh(x)", source="PyTorch",
+         derivative=lambda x: torch.tanh(x) ** 2)
 register("logsigmoid", F.logsigmoid, formula="log sigmoid(x)", source="PyTorch")

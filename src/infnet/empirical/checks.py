@@ -107,17 +107,21 @@ class _Entries(TorchDispatchMode):
 
 
 def census(fn, params: dict[str, Tensor], x: Tensor) -> Census:
-    """Run ``fn(params, x[:1])`` twice: check its output and determinism, count its cost.
+    """Run ``fn(params, x[:1])`` twice and beside another sample: check its output, its
+    determinism and that the first sample's output does not depend on the batch; count its cost.
 
     Errors of the model become a ValueError naming the input shape; outputs must be one real
     floating tensor with the batch axis first (further axes are flattened into the O outputs).
     """
     probe = x[:1]
+    # a second, different sample beside the first: its output must not change the first's
+    other = x[1:2] if x.shape[0] > 1 else (0.5 * probe + 1 if probe.is_floating_point() else None)
     try:
         with torch.no_grad(), FlopCounterMode(display=False) as flops, _Entries() as entries:
             out = fn(params, probe)
         with torch.no_grad():
             again = fn(params, probe)
+            pair = None if other is None else fn(params, torch.cat([probe, other]))
     except Exception as e:  # the model's own error, with the shapes that caused it
         raise ValueError(f"the model failed on inputs of shape {tuple(probe.shape)} (one sample of "
                          f"x1, shape {tuple(x.shape)}): {type(e).__name__}: {e}") from e
@@ -134,6 +138,12 @@ def census(fn, params: dict[str, Tensor], x: Tensor) -> Census:
                          "random (e.g. F.dropout with training=True, in-place randomness such as "
                          "bernoulli_). The NTK needs a deterministic model: call model.eval() or "
                          "remove the random operation.")
+    if isinstance(pair, Tensor) and pair.shape[1:] == out.shape[1:] and pair.shape[0] == 2 and \
+            not torch.allclose(pair[:1], out, rtol=1e-6, atol=1e-12, equal_nan=True):
+        raise ValueError("the model's output for one sample changes with the other samples of "
+                         "the batch (e.g. y - y.mean(0), a normalization over the batch axis): "
+                         "the NTK of such a model is not a kernel of pairs of inputs. Make the "
+                         "forward pass act on each sample on its own.")
     if not bool(torch.isfinite(out).all()):
         raise FloatingPointError(f"the model's outputs on the first sample of x1 have nan or inf "
                                  f"entries: {out.reshape(-1)[:8].tolist()}")

@@ -20,11 +20,13 @@ NTK of a kinked unit is linear in theta there.
 from __future__ import annotations
 
 import math
+import numbers
 from dataclasses import dataclass
 
 import torch
 
 from ..activations import Activation, activation
+from ..activations.quadrature import geometric_mean, sin_of_angle
 
 Tensor = torch.Tensor
 
@@ -68,10 +70,15 @@ class Dense:
     width: int | None = None
 
     def __post_init__(self):
-        if not (math.isfinite(self.w_std) and self.w_std >= 0):
-            raise ValueError(f"w_std must be a finite number >= 0, got {self.w_std!r}")
-        if self.b_std is not None and not (math.isfinite(self.b_std) and self.b_std >= 0):
-            raise ValueError(f"b_std must be a finite number >= 0 or None, got {self.b_std!r}")
+        for name, value in (("w_std", self.w_std), ("b_std", self.b_std)):
+            if value is None and name == "b_std":
+                continue
+            if isinstance(value, bool) or not isinstance(value, numbers.Real):
+                raise TypeError(f"{name} must be a real number, got {value!r}")
+            if not (math.isfinite(value) and value >= 0):
+                raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
+            if math.isinf(float(value) * float(value)):
+                raise ValueError(f"{name} = {value!r}: its square, the variance, overflows float64")
         if self.parameterization not in ("ntk", "standard"):
             raise ValueError(f"parameterization must be 'ntk' or 'standard', "
                              f"got {self.parameterization!r}")
@@ -99,13 +106,49 @@ class Dense:
     @staticmethod
     def _angle(m: Moments, nngp: Tensor, w2: float, b2: float) -> Tensor:
         """theta' = atan2(sqrt(det'), Sigma'), det' = q1' q2' - Sigma'^2 without cancellation:
-        w^4 q1 q2 sin^2 theta + w^2 b^2 [(sqrt q1 - sqrt q2)^2 + 4 sqrt(q1 q2) sin^2(theta/2)]."""
+        w^4 q1 q2 sin^2 theta + w^2 b^2 [(sqrt q1 - sqrt q2)^2 + 4 sqrt(q1 q2) sin^2(theta/2)],
+        its square root a hypot (det' itself overflows for variances beyond 1e154)."""
         if b2 == 0.0:
             return m.theta
-        r = (m.q1 * m.q2).sqrt()
+        r = geometric_mean(m.q1, m.q2)
         spread = (m.q1.sqrt() - m.q2.sqrt()) ** 2 + 4 * r * torch.sin(m.theta / 2) ** 2
-        det = w2 * w2 * (r * torch.sin(m.theta)) ** 2 + w2 * b2 * spread
-        return torch.atan2(det.sqrt(), nngp)
+        root = torch.hypot(w2 * r * sin_of_angle(m.theta), math.sqrt(w2 * b2) * spread.sqrt())
+        return torch.atan2(root, nngp)
+
+
+#: pre-activation variances above this reach activations only if they are positively
+#: homogeneous: near-antiparallel pairs keep angles pi - d with d below the float spacing of
+#: pi (1e-16), which other units' kernels feel through sqrt(q1 q2) sin(theta) once q > ~1e26
+MAX_VARIANCE = 1e24
+
+
+def positively_homogeneous(act: Activation) -> bool:
+    """K(a q1, a q2, a c) = a K(q1, q2, c) and Kdot(a .) = Kdot(.) for a > 0 (the ReLU family),
+    checked on probe moments."""
+    q1 = torch.tensor([1.0, 0.5, 1.0, 2.0], dtype=torch.float64)
+    q2 = torch.tensor([1.0, 2.0, 1.0, 0.7], dtype=torch.float64)
+    c = torch.tensor([0.3, -0.4, 1.0, 0.9], dtype=torch.float64) * (q1 * q2).sqrt()
+    try:
+        K, Kdot = act.kernel(q1, q2, c)
+        for a in (4.0, 0.09):
+            Ka, Kdota = act.kernel(a * q1, a * q2, a * c)
+            if not (torch.allclose(Ka, a * K, rtol=1e-12, atol=0)
+                    and torch.allclose(Kdota, Kdot, rtol=1e-12, atol=1e-300)):
+                return False
+    except (ArithmeticError, ValueError, NotImplementedError, TypeError):
+        return False
+    return bool((K.abs() > 0).all())
+
+
+def check_variance_range(act: Activation, q: Tensor) -> None:
+    """Raise ValueError where variances above ``MAX_VARIANCE`` reach a unit that is not
+    positively homogeneous (its kernel would depend on angles float64 cannot hold)."""
+    if q.numel() and float(q.max()) > MAX_VARIANCE and not positively_homogeneous(act):
+        raise ValueError(
+            f"pre-activation variances reach {float(q.max()):.3g} at {act!r}: above "
+            f"{MAX_VARIANCE:.0e} the kernel of a unit that is not positively homogeneous needs "
+            "angles of near-antiparallel pairs closer to pi than float64 holds. Rescale the "
+            "inputs (e.g. x / |x|) or lower w_std/b_std.")
 
 
 @dataclass(frozen=True)
@@ -116,6 +159,7 @@ class Nonlinearity:
 
     def apply(self, m: Moments, q1_out=None, q2_out=None) -> Moments:
         if m.diagonal:  # each input with itself: 1-D expectations
+            check_variance_range(self.act, m.q1)
             K, Kdot = self.act.diagonal_kernel(m.q1)
             return Moments(K, Kdot * m.ntk, K, K, m.width)
         K, Kdot, theta = self.act.pair_map(m.q1, m.q2, m.nngp, m.theta, q1_out, q2_out)

@@ -19,6 +19,7 @@ import torch
 
 from ..activations import Activation, activation
 from ..activations.base import all_finite
+from ..activations.quadrature import geometric_mean
 from .layers import Dense, Moments, Nonlinearity, as_layer
 from .runs import Run, RunTrace, find_runs
 from .table import AngleTable, TableError
@@ -149,7 +150,10 @@ class Network:
         ok = (q > 0) & torch.isfinite(q)
         if not bool(ok.any()):
             return
-        q2 = self.trace(tr.sq * (1 + h), width, check=False, like=tr).nngp
+        try:
+            q2 = self.trace(tr.sq * (1 + h), width, check=False, like=tr).nngp
+        except (ArithmeticError, ValueError):  # the perturbed variances diverge
+            q2 = torch.full_like(q, math.inf)
         cond = ((q2 - q).abs() / (h * q))[ok]
         worst = float(cond.max()) if bool(torch.isfinite(cond).all()) else math.inf
         if worst > MAX_CONDITION:
@@ -167,7 +171,7 @@ class Network:
         """(NNGP, NTK) of pairs of inputs at angle theta with the diagonal passes of each
         (``trace``, viewed as rows and columns); the angle, not the covariance, is carried from
         layer to layer."""
-        sigma = (tr1.sq * tr2.sq).sqrt() * torch.cos(theta)
+        sigma = geometric_mean(tr1.sq, tr2.sq) * torch.cos(theta)
         m = Moments(sigma, torch.zeros_like(sigma), tr1.sq, tr2.sq, width, theta)
         for seg, r1, r2 in zip(self._segments, tr1.records, tr2.records, strict=True):
             m = seg.pairs(m, r1, r2) if isinstance(seg, Run) else seg.apply(m, r1, r2)
@@ -211,6 +215,11 @@ class Network:
         d = x1.shape[1]
         sq1 = (x1 * x1).sum(1) / d
         sq2 = sq1 if symmetric else (x2 * x2).sum(1) / d
+        for name, sq in (("x1", sq1), ("x2", sq2)):
+            if not all_finite(sq):
+                row = int((~torch.isfinite(sq)).nonzero()[0])
+                raise ValueError(f"the squared norm of row {row} of {name} overflows float64 "
+                                 "(x.x / d = inf): rescale the inputs (e.g. x / |x|)")
         equal = _common_value(torch.cat([sq1, sq2]))
         if equal is not None and method != "exact":  # one input variance: one diagonal pass
             tr1 = tr2 = self.trace(torch.tensor(equal, dtype=dtype, device=x1.device), d)

@@ -32,7 +32,7 @@ from functools import cached_property
 import torch
 
 from ..activations import Activation
-from .layers import Dense, Moments, Nonlinearity
+from .layers import Dense, Moments, Nonlinearity, check_variance_range, positively_homogeneous
 
 Tensor = torch.Tensor
 
@@ -129,23 +129,8 @@ class Run:
 
     @cached_property
     def homogeneous(self) -> bool:
-        """No bias and K(a q1, a q2, a c) = a K(q1, q2, c), Kdot(a .) = Kdot(.) for a > 0 (a
-        positively homogeneous unit of degree 1: the ReLU family), checked on probe moments."""
-        if self.b2 != 0.0:
-            return False
-        q1 = torch.tensor([1.0, 0.5, 1.0, 2.0], dtype=torch.float64)
-        q2 = torch.tensor([1.0, 2.0, 1.0, 0.7], dtype=torch.float64)
-        c = torch.tensor([0.3, -0.4, 1.0, 0.9], dtype=torch.float64) * (q1 * q2).sqrt()
-        try:
-            K, Kdot = self.act.kernel(q1, q2, c)
-            for a in (4.0, 0.09):
-                Ka, Kdota = self.act.kernel(a * q1, a * q2, a * c)
-                if not (torch.allclose(Ka, a * K, rtol=1e-12, atol=0)
-                        and torch.allclose(Kdota, Kdot, rtol=1e-12, atol=1e-300)):
-                    return False
-        except (ArithmeticError, ValueError, NotImplementedError, TypeError):
-            return False
-        return bool((K.abs() > 0).all())
+        """No bias and a positively homogeneous unit of degree 1 (the ReLU family)."""
+        return self.b2 == 0.0 and positively_homogeneous(self.act)
 
     # ---- the diagonal pass -----------------------------------------------------------------
     def _block_diag(self, q: Tensor, t: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
@@ -166,6 +151,12 @@ class Run:
     def diagonal(self, q: Tensor, t: Tensor, like: RunTrace | None = None) -> RunTrace:
         """The run on each input's variance q and NTK diagonal t (tensors of one shape).
         ``like``: take the freezing decisions of that trace (the conditioning check)."""
+        tr = self._diagonal(q, t, like)
+        for pre in tr.pre[:-1]:
+            check_variance_range(self.act, pre)
+        return tr
+
+    def _diagonal(self, q: Tensor, t: Tensor, like: RunTrace | None) -> RunTrace:
         if self.count > EXPLICIT_BLOCKS and self.homogeneous:
             lim = self.limit(None)
             e = self._explicit_count(0, lim.marginal)

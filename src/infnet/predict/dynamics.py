@@ -28,7 +28,7 @@ import math
 
 import torch
 
-from .solve import Cholesky, Eigen, check_kernel, cholesky, eigen
+from .solve import Cholesky, Eigen, check_kernel, check_ridge, cholesky, eigen
 
 Tensor = torch.Tensor
 
@@ -77,7 +77,7 @@ class GradientDescentMSE:
         if not (math.isfinite(float(learning_rate)) and float(learning_rate) > 0):
             raise ValueError(f"learning_rate must be a finite number > 0, got {learning_rate!r}")
         self.learning_rate = float(learning_rate)
-        self.ridge = float(ridge)
+        self.ridge = check_ridge(ridge)
         self._overwrite = overwrite
         self._chol: Cholesky | None = None
         self._eigen: Eigen | None = None

@@ -55,7 +55,35 @@ def check_kernel(k, name: str = "k_train") -> Tensor:
     if not all_finite(k):
         raise ValueError(f"{name} contains NaN or inf entries: the kernel overflowed or the "
                          "inputs were not finite")
+    _check_symmetric(k, name)
     return k
+
+
+#: tiles of the symmetry check: most are bitwise equal to their mirror (one pass, torch.equal)
+_SYMMETRY_TILE = 2048
+
+
+def _check_symmetric(k: Tensor, name: str) -> None:
+    """A kernel matrix is symmetric; a solve reads one triangle only, so an asymmetric one
+    would give predictions inconsistent with the matrix given. Rounding (a Gram matrix from
+    BLAS) is allowed: max(1e-10, 1000 eps) of the largest diagonal entry."""
+    n, b = k.shape[0], _SYMMETRY_TILE
+    scale = float(k.diagonal().abs().max())
+    tol = max(1e-10, 1000 * torch.finfo(k.dtype).eps) * scale
+    for i in range(0, n, b):
+        for j in range(i, n, b):
+            upper, lower = k[i:i + b, j:j + b], k[j:j + b, i:i + b].T
+            if torch.equal(upper, lower):
+                continue
+            diff = (upper - lower).abs()
+            worst = float(diff.max())
+            if not worst <= tol:
+                r, c = divmod(int(diff.argmax()), diff.shape[1])
+                raise ValueError(
+                    f"{name} is not symmetric: K[{i + r}, {j + c}] and K[{j + c}, {i + r}] differ "
+                    f"by {worst:.3g} ({worst / max(scale, 1e-300):.1e} of its largest diagonal "
+                    "entry, more than rounding). A kernel matrix is symmetric; if the difference "
+                    "is rounding of your own computation, pass (K + K.T) / 2.")
 
 
 @dataclass
@@ -96,7 +124,7 @@ def cholesky(k, ridge: float = 0.0, *, overwrite: bool = False, name: str = "k_t
     otherwise K is kept and the factor is new memory (2 n^2 in all).
     """
     k = check_kernel(k, name)
-    ridge = _check_ridge(ridge)
+    ridge = check_ridge(ridge)
     n = k.shape[0]
     scale = float(k.diagonal().abs().mean()) + ridge
     if scale == 0.0:
@@ -211,7 +239,7 @@ class Eigen:
 def eigen(k, ridge: float = 0.0, *, name: str = "k_train") -> Eigen:
     """Symmetric eigendecomposition of K + ridge I (torch ``eigh``, memory ~3 n^2)."""
     k = check_kernel(k, name)
-    ridge = _check_ridge(ridge)
+    ridge = check_ridge(ridge)
     sym = (k + k.T) / 2
     if ridge:
         sym.diagonal().add_(ridge)
@@ -224,7 +252,7 @@ def eigen(k, ridge: float = 0.0, *, name: str = "k_train") -> Eigen:
     return Eigen(values.clamp(min=0), vectors, ridge, min(lowest, 0.0))
 
 
-def _check_ridge(ridge) -> float:
+def check_ridge(ridge) -> float:
     try:
         ridge = float(ridge)
     except (TypeError, ValueError):

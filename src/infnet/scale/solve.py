@@ -40,7 +40,7 @@ import numpy as np
 import torch
 
 from ..activations.base import all_finite
-from ..predict.solve import NotPositiveDefiniteError, _check_ridge
+from ..predict.solve import NotPositiveDefiniteError, check_ridge
 from .nystrom import default_rank, nystrom
 from .operators import KernelOperator, _check_operator, _checked
 
@@ -90,7 +90,7 @@ def solve(op: KernelOperator, Y, *, ridge: float = 0.0, tol: float = 1e-8, max_i
     start = time.perf_counter()
     n = _check_operator(op)
     y, squeeze = _check_targets(Y, n)
-    ridge = _check_ridge(ridge)
+    ridge = check_ridge(ridge)
     if not (isinstance(tol, (int, float)) and 0 < tol < 1):
         raise ValueError(f"tol must be a number in (0, 1), got {tol!r}")
     if isinstance(max_iter, bool) or not isinstance(max_iter, int) or max_iter < 1:
