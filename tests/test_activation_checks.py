@@ -229,3 +229,36 @@ def test_variances_beyond_1e24_reach_only_homogeneous_units():
             infnet.fc("relu", 2, w_std=bad)
     with pytest.raises(TypeError, match="w_std"):
         infnet.Dense("1.0")
+
+
+def test_large_variance_reports_the_accuracy_it_reached():
+    """At variances of 1e4 to 1e6 the features of swish near x = 0 are thin slices of the polar
+    pieces: the self-check stops short of machine precision and says how far it got."""
+    act = infnet.activation("swish")
+    q1, q2 = 22271.7, 564722.0
+    with pytest.warns(infnet.QuadratureWarning, match=r"converged only to \d.\de-(09|1\d)"):
+        K, Kdot = act.kernel(q1, q2, 0.991136673611 * math.sqrt(q1 * q2))
+    assert math.isfinite(float(K)) and math.isfinite(float(Kdot))
+
+
+def test_pairs_away_from_rho_one_jump_as_soon_as_the_variances_settle(monkeypatch):
+    """Deep networks at a stable fixed point of the variance map: pairs that are not
+    near-parallel jump with deep_kernels once every variance is fixed; the result is that of
+    carrying every pair through the explicit blocks first (1e-12), near-parallel and
+    antiparallel pairs included."""
+    from infnet.network import runs
+
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(5, 3, generator=g, dtype=F64)
+    x[3] = x[2] * (1 + 1e-9)
+    x[4] = -x[1]
+    for act, w, b in (("erf", 2.5, 0.1), ("erf", 1.5, 0.5)):
+        net = infnet.fc(act, 120, w_std=w, b_std=b)
+        trace = net.trace((x * x).mean(1), 3).records[1]
+        assert trace.jump == "fixed" and trace.settled < trace.explicit < 120
+        fast = net.kernel(x, method="exact")
+        with monkeypatch.context() as m:
+            m.setattr(runs, "NEAR_PARALLEL", 10.0)  # every pair through the explicit blocks
+            slow = infnet.fc(act, 120, w_std=w, b_std=b).kernel(x, method="exact")
+        for a, b_ in ((fast.nngp, slow.nngp), (fast.ntk, slow.ntk)):
+            assert torch.allclose(a, b_, rtol=0, atol=1e-12 * float(b_.diagonal().max()))

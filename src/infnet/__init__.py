@@ -1,6 +1,13 @@
 """infnet: infinitely wide and deep neural networks, seen through their activation functions."""
 
-from .activations import Activation, KernelOverflowError, QuadratureError, activation, list_activations
+from .activations import (
+    Activation,
+    KernelOverflowError,
+    QuadratureError,
+    QuadratureWarning,
+    activation,
+    list_activations,
+)
 from .deep import deep_dual, deep_kernels, deep_ntk
 from .design import from_dual, from_hermite, optimal_activation, sine_activation
 from .limit import Limit, bottcher, koenigs, limit, limit_kernel
@@ -31,7 +38,7 @@ def __getattr__(name: str):
 
 __all__ = ["Activation", "Dense", "IllConditionedError", "Kernel", "KernelOverflowError", "Limit",
            "NNGPRegressor", "NTKClassifier", "NTKRegressor", "Network", "Nonlinearity", "QuadratureError",
-           "activation",
+           "QuadratureWarning", "activation",
            "bottcher", "deep_dual", "deep_kernels", "deep_ntk", "dks", "empirical_ntk", "fc", "from_dual",
            "from_hermite", "koenigs", "limit", "limit_kernel", "list_activations", "optimal_activation",
            "serial", "sine_activation", "tat", "tat_leaky_relu"]

@@ -2,8 +2,8 @@
 
 from .base import Activation
 from .catalog import activation, entry, list_activations, register
-from .errors import KernelOverflowError, QuadratureError
+from .errors import KernelOverflowError, QuadratureError, QuadratureWarning
 from .user import from_function
 
-__all__ = ["Activation", "KernelOverflowError", "QuadratureError", "activation", "entry",
-           "from_function", "list_activations", "register"]
+__all__ = ["Activation", "KernelOverflowError", "QuadratureError", "QuadratureWarning",
+           "activation", "entry", "from_function", "list_activations", "register"]

@@ -9,3 +9,8 @@ class KernelOverflowError(ArithmeticError):
 class QuadratureError(ArithmeticError):
     """A Gaussian expectation that the quadrature cannot resolve to machine precision (an
     integrand that is not smooth between the known kinks, or a tail that decays too slowly)."""
+
+
+class QuadratureWarning(UserWarning):
+    """A Gaussian expectation reached only the accuracy the warning states (better than 1e-8,
+    not machine precision) with the largest node counts."""

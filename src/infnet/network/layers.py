@@ -77,8 +77,10 @@ class Dense:
                 raise TypeError(f"{name} must be a real number, got {value!r}")
             if not (math.isfinite(value) and value >= 0):
                 raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
-            if math.isinf(float(value) * float(value)):
-                raise ValueError(f"{name} = {value!r}: its square, the variance, overflows float64")
+            square = float(value) * float(value)
+            if math.isinf(square) or (value > 0 and square == 0.0):
+                raise ValueError(f"{name} = {value!r}: its square, the variance, "
+                                 f"{'overflows' if square else 'underflows'} float64")
         if self.parameterization not in ("ntk", "standard"):
             raise ValueError(f"parameterization must be 'ntk' or 'standard', "
                              f"got {self.parameterization!r}")

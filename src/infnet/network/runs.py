@@ -32,6 +32,7 @@ from functools import cached_property
 import torch
 
 from ..activations import Activation
+from ..activations.quadrature import geometric_mean
 from .layers import Dense, Moments, Nonlinearity, check_variance_range, positively_homogeneous
 
 Tensor = torch.Tensor
@@ -80,7 +81,9 @@ class RunTrace:
     before block k (k = 0..explicit), ``post[k]`` the activation's output variance in block k,
     ``q_out`` and ``ntk`` after the run; ``explicit`` blocks are computed layer by layer on the
     pairs, the rest by one jump of kind ``jump`` ("homogeneous", "fixed", "zero" or None);
-    ``freeze_at[i]`` the block at which input i's variance was fixed (-1: never)."""
+    ``freeze_at[i]`` the block at which input i's variance was fixed (-1: never);
+    ``settled``: from this block on every variance is fixed, and pairs away from rho = +-1
+    (``NEAR_PARALLEL``) may jump already (None: only after the explicit blocks)."""
 
     pre: list
     post: list
@@ -90,12 +93,13 @@ class RunTrace:
     jump: str | None = None
     q_star: float | None = None
     freeze_at: Tensor | None = None
+    settled: int | None = None
 
     def view(self, index, axis: int) -> RunTrace:
         take = _taker(index, axis)
         return RunTrace([take(q) for q in self.pre], [take(q) for q in self.post],
                         take(self.q_out), take(self.ntk), self.explicit, self.jump, self.q_star,
-                        self.freeze_at)
+                        self.freeze_at, self.settled)
 
 
 def _taker(index, axis: int):
@@ -205,7 +209,8 @@ class Run:
             prev, q = delta, q_next
             k += 1
         if like is not None:
-            return self._finish(pre, post, q, t, freeze_at, like.explicit, like.jump, like.q_star)
+            return self._finish(pre, post, q, t, freeze_at, like.explicit, like.jump, like.q_star,
+                                like.settled)
         if not bool(frozen.all()):  # never settled: layer by layer to the end
             return RunTrace(pre, post, q, t, k, None, None, freeze_at)
         lo, hi = float(q.min()), float(q.max())
@@ -217,9 +222,11 @@ class Run:
         jump = None if q_star is None else "zero" if q_star == 0.0 else "fixed"
         marginal = jump == "fixed" and self.limit(q_star).marginal
         e = self._explicit_count(k, marginal) if jump else self.count
-        return self._finish(pre, post, q, t, freeze_at, e, jump, q_star)
+        # the correlations of the marginal class creep to 1: they stay in angle form throughout
+        settled = k if jump == "fixed" and not marginal and e > k else None
+        return self._finish(pre, post, q, t, freeze_at, e, jump, q_star, settled)
 
-    def _finish(self, pre, post, q, t, freeze_at, e, jump, q_star) -> RunTrace:
+    def _finish(self, pre, post, q, t, freeze_at, e, jump, q_star, settled=None) -> RunTrace:
         """Blocks len(post)..e-1 at the fixed variances, then the jump over the rest."""
         K, Kdot = self.act.diagonal_kernel(q)
         for _ in range(len(post), e):
@@ -233,7 +240,7 @@ class Run:
             mu = self.w2 * float(Kdot.reshape(-1)[0])
             return RunTrace(pre, post, q, t * mu**m, e, jump, q_star, freeze_at)
         T = self._jump_diagonal(self.limit(q_star), t / q_star, m)
-        return RunTrace(pre, post, q, q_star * T, e, jump, q_star, freeze_at)
+        return RunTrace(pre, post, q, q_star * T, e, jump, q_star, freeze_at, settled)
 
     def _jump_diagonal(self, lim, T: Tensor, m: int) -> Tensor:
         from ..deep import deep_kernels
@@ -254,12 +261,41 @@ class Run:
 
     # ---- pairs -------------------------------------------------------------------------------
     def pairs(self, m: Moments, tr1: RunTrace, tr2: RunTrace) -> Moments:
-        """The run on pairs whose input moments are m (their variances: tr1.pre[0], tr2.pre[0])."""
+        """The run on pairs whose input moments are m (their variances: tr1.pre[0], tr2.pre[0]).
+        Once every variance is fixed (``settled``), pairs away from rho = +-1 jump at once; the
+        explicit blocks, in angle form, are for the near-parallel ones."""
+        start = tr1.explicit if tr1.settled is None else tr1.settled
+        m = self._blocks(m, tr1.post, tr2.post, tr1.pre, tr2.pre, 0, start)
+        if start == tr1.explicit:
+            return self._jump(m, tr1, tr2, self.count - start)
+        far = (m.theta > NEAR_PARALLEL) & (m.theta < math.pi - NEAR_PARALLEL)
+        if bool(far.all()):
+            return self._jump(m, tr1, tr2, self.count - start)
+        if not bool(far.any()):
+            m = self._blocks(m, tr1.post, tr2.post, tr1.pre, tr2.pre, start, tr1.explicit)
+            return self._jump(m, tr1, tr2, self.count - tr1.explicit)
+        shape = far.shape
+        out = [torch.empty(shape, dtype=m.nngp.dtype, device=m.nngp.device) for _ in range(3)]
+        for mask, ends in ((far, None), (~far, tr1.explicit)):
+            sub = _select(m, mask)
+            if ends is not None:  # near-parallel: the explicit blocks first, in angle form
+                pick = [[_masked(q, mask, shape) for q in qs]
+                        for qs in (tr1.post, tr2.post, tr1.pre, tr2.pre)]
+                sub = self._blocks(sub, *pick, start, ends)
+            sub = self._jump(sub, tr1, tr2, self.count - (ends or start), mask)
+            for o, v in zip(out, (sub.nngp, sub.ntk, sub.theta), strict=True):
+                o[mask] = v
+        return Moments(out[0], out[1], tr1.q_out, tr2.q_out, self.dense.width, out[2])
+
+    def _blocks(self, m: Moments, post1, post2, pre1, pre2, k0: int, k1: int) -> Moments:
         unit = Nonlinearity(self.act)
-        for k in range(tr1.explicit):
-            m = unit.apply(m, tr1.post[k], tr2.post[k])
-            m = self.dense.apply(m, tr1.pre[k + 1], tr2.pre[k + 1])
-        rest = self.count - tr1.explicit
+        for k in range(k0, k1):
+            m = unit.apply(m, post1[k], post2[k])
+            m = self.dense.apply(m, pre1[k + 1], pre2[k + 1])
+        return m
+
+    def _jump(self, m: Moments, tr1: RunTrace, tr2: RunTrace, rest: int, mask=None) -> Moments:
+        """``rest`` blocks at once (``mask``: m holds only those entries of the tile)."""
         if rest == 0:
             return m
         if tr1.jump == "zero":
@@ -270,8 +306,8 @@ class Run:
         from ..deep import deep_kernels
 
         if tr1.jump == "homogeneous":
-            r_in = (tr1.pre[-1] * tr2.pre[-1]).sqrt()
-            r_out = (tr1.q_out * tr2.q_out).sqrt()
+            r_in = geometric_mean(tr1.pre[-1], tr2.pre[-1])
+            r_out = geometric_mean(tr1.q_out, tr2.q_out)
             lim = self.limit(None)
         else:
             r_in = r_out = torch.tensor(tr1.q_star, dtype=m.nngp.dtype, device=m.nngp.device)
@@ -281,7 +317,24 @@ class Run:
         S, T, theta = torch.broadcast_tensors(S, T, m.theta)
         S, T = deep_kernels(lim, S, rest, ntk=T, theta=theta)
         theta = torch.atan2(((1 - S) * (1 + S)).clamp(min=0).sqrt(), S)
-        return Moments(r_out * S, r_out * T, tr1.q_out, tr2.q_out, self.dense.width, theta)
+        q1, q2 = (tr1.q_out, tr2.q_out) if mask is None else (None, None)
+        return Moments(r_out * S, r_out * T, q1, q2, self.dense.width, theta)
+
+
+#: pairs within this angle of 0 or pi go through the explicit blocks in angle form before the
+#: jump; the others jump as soon as every variance is fixed
+NEAR_PARALLEL = 0.05
+
+
+def _select(m: Moments, mask: Tensor) -> Moments:
+    """The entries ``mask`` of a tile's moments, as 1-D tensors."""
+    shape = mask.shape
+    return Moments(*(_masked(t, mask, shape) for t in (m.nngp, m.ntk, m.q1, m.q2)), m.width,
+                   _masked(m.theta, mask, shape))
+
+
+def _masked(t: Tensor, mask: Tensor, shape) -> Tensor:
+    return t.expand(shape)[mask] if t.ndim else t
 
 
 def _safe_ratio(a: Tensor, b: Tensor) -> Tensor:
