@@ -33,7 +33,7 @@ from dataclasses import dataclass
 import torch
 from scipy.optimize import brentq
 
-from .activations import Activation, activation, quadrature
+from .activations import Activation, activation, gauss1d
 from .activations.base import KernelOverflowError
 
 Tensor = torch.Tensor
@@ -97,7 +97,7 @@ def variance_slope(act, q) -> Tensor:
             pass  # not elementwise (gated units): finite differences below
         else:
             def moment(qq):
-                m = quadrature.gaussian_expectation_1d(
+                m = gauss1d.gaussian_expectation_1d(
                     lambda x: x * act(x) * act.derivative(x), qq, act.kinks)
                 return m.reshape(qq.shape) / qq
             return _safe(moment, q)

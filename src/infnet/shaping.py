@@ -22,7 +22,7 @@ activations: Q(1) = 1, Q'(1) = 1, C'(1) = 1 and C_f''(1) = tau; with unit slopes
 derivatives add along the chain, C_f''(1) = L C''(1), so C''(1) = tau / L. TAT for leaky ReLU:
 the negative slope a with C_f(0) = eta and gamma = sqrt(2 / (1 + a^2)) (so Q(1) = 1).
 
-Expectations are 1-D Gauss-Legendre quadrature (``quadrature.gaussian_expectation_1d``) split at
+Expectations are 1-D Gauss-Legendre quadrature (``gauss1d.gaussian_expectation_1d``) split at
 the kinks of phi_hat and at (t - beta) / alpha, t in {-2, -1, 0, 1, 2} (phi's own scale), so they
 are ~1e-15 accurate also for large alpha; phi'' comes from autograd.
 """
@@ -38,7 +38,7 @@ import numpy as np
 import torch
 from scipy.optimize import brentq, root
 
-from .activations import Activation, activation, quadrature
+from .activations import Activation, activation, gauss1d
 
 Tensor = torch.Tensor
 F64 = torch.float64
@@ -137,7 +137,7 @@ def _moments(base: Activation, a: float, b: float, curvature: bool) -> dict:
     breaks = [(k - b) / a for k in base.kinks] + [(t - b) / a for t in _FEATURES]
 
     def e(fn):
-        return float(quadrature.gaussian_expectation_1d(fn, one, breaks))
+        return float(gauss1d.gaussian_expectation_1d(fn, one, breaks))
 
     def y(z):
         return base(a * z + b)
@@ -369,9 +369,9 @@ def check(act: Activation, depth: int) -> dict:
     one = torch.ones((), dtype=F64)
     q1, kdot1 = (float(t) for t in act.kernel(one, one, one))
     k0 = float(act.kernel(one, one, torch.zeros((), dtype=F64))[0])
-    c2 = float(quadrature.gaussian_expectation_1d(
+    c2 = float(gauss1d.gaussian_expectation_1d(
         lambda x: second_derivative(act, x) ** 2, one.reshape(1), act.kinks)) / q1
-    q_slope = float(quadrature.gaussian_expectation_1d(
+    q_slope = float(gauss1d.gaussian_expectation_1d(
         lambda x: x * act(x) * act.derivative(x), one.reshape(1), act.kinks))
     if _slope_jump(act) is not None:
         c2 = math.inf  # phi'' holds a Dirac mass

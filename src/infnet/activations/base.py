@@ -14,9 +14,9 @@ from typing import Any
 
 import torch
 
-from . import quadrature
+from . import gauss1d, quadrature
 from .errors import KernelOverflowError, QuadratureError  # noqa: F401  (re-exported)
-from .quadrature import corr_angle, geometric_mean  # noqa: F401  (used by the closed forms)
+from .moments import corr_angle, geometric_mean
 
 Tensor = torch.Tensor
 KernelFn = Callable[..., tuple[Tensor, Tensor]]
@@ -191,9 +191,9 @@ class Activation:
             return self.kernel(q, q, q)
         q, _, _ = _check_moments(q, q, q)
         self.check_divergence(q, q, q, derivative=True)
-        K = quadrature.gaussian_expectation_1d(lambda x: self(x) ** 2, q, self.kinks,
+        K = gauss1d.gaussian_expectation_1d(lambda x: self(x) ** 2, q, self.kinks,
                                                label=f"E[phi(x)^2] of {self.name!r}")
-        Kdot = quadrature.gaussian_expectation_1d(lambda x: self.derivative(x) ** 2, q,
+        Kdot = gauss1d.gaussian_expectation_1d(lambda x: self.derivative(x) ** 2, q,
                                                   self.kinks, label=f"E[phi'(x)^2] of {self.name!r}")
         return self._checked(K.reshape(q.shape), Kdot.reshape(q.shape), q, q)
 

@@ -13,8 +13,7 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-from .base import corr_angle, geometric_mean
-from .quadrature import sin_of_angle
+from .moments import corr_angle, geometric_mean, sin_of_angle
 
 Tensor = torch.Tensor
 PI = math.pi

@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 
 from . import closed_forms as cf
-from . import quadrature
+from . import gauss
 from .catalog import register
 from .entries import horner, positive
 
@@ -172,7 +172,7 @@ def _owens_t(h, a, nodes: int = 64):
     big = a > 1
     a_s = torch.where(big, 1 / a, a)
     h_s = torch.where(big, a * h, h)
-    t, w = quadrature.legendre_nodes(nodes, h.dtype, h.device)
+    t, w = gauss.legendre_nodes(nodes, h.dtype, h.device)
     x = a_s.unsqueeze(-1) * (t + 1) / 2
     small = (a_s / (4 * math.pi)) * (w * torch.exp(-0.5 * h_s.unsqueeze(-1) ** 2 * (1 + x * x))
                                      / (1 + x * x)).sum(-1)

@@ -18,19 +18,15 @@ integrated exactly rather than resolved.
 from __future__ import annotations
 
 import math
-import warnings
 from collections.abc import Callable, Sequence
-from functools import lru_cache
 
-import numpy as np
 import torch
 
-from .errors import KernelOverflowError, QuadratureError, QuadratureWarning
+from .gauss import MAX_NODES, RADIUS, agree, describe, integrand_values, pieces, tail_verdict, verdict_at_cap
+from .gauss1d import degenerate_expectation
+from .moments import corr_angle
 
 Tensor = torch.Tensor
-
-#: radius of truncation in the standard normal plane: r exp(-r^2/2) < 1e-30 beyond it
-RADIUS = 12.0
 #: Gauss-Legendre nodes per angular piece and per radial piece
 NODES_ANGLE = 32
 NODES_RADIUS = 32
@@ -40,72 +36,6 @@ _MAX_GRADED = 10
 _RADIAL_BREAKS = (4.0,)
 #: bound on nodes x points evaluated at once (memory of the quadrature)
 _CHUNK_ELEMENTS = 1 << 22
-
-
-def _pow2_scale(q1: Tensor, q2: Tensor) -> Tensor:
-    """A power of two near max(q1, q2): dividing by it is exact and keeps products of the
-    moments inside float64."""
-    return torch.exp2(torch.floor(torch.log2(torch.maximum(q1, q2).clamp(min=1e-300))))
-
-
-def _in_range(p: Tensor) -> bool:
-    """No entry of the product p near underflow or overflow (one pass)."""
-    if p.numel() == 0:
-        return True
-    lo, hi = torch.aminmax(p)
-    return 1e-290 < float(lo) and float(hi) < 1e290
-
-
-def geometric_mean(q1: Tensor, q2: Tensor) -> Tensor:
-    """sqrt(q1 q2) without underflow or overflow of the product, and exactly q when q1 = q2 = q
-    (the square root of a rounded square is exact)."""
-    p = q1 * q2
-    if _in_range(p):
-        return p.sqrt()
-    m = _pow2_scale(q1, q2)
-    return ((q1 / m) * (q2 / m)).sqrt() * m
-
-
-def sin_of_angle(theta: Tensor) -> Tensor:
-    """sin(theta) for theta in [0, pi], also exact near pi: there sin(pi - theta), pi - theta
-    being exact in floating point (Sterbenz) and the complement that an angle carried near pi
-    is made of (sin of the float nearest pi is 1.2e-16, not 0)."""
-    return torch.where(theta > math.pi / 2, torch.sin(math.pi - theta), torch.sin(theta))
-
-
-def corr_angle(q1: Tensor, q2: Tensor, c: Tensor) -> tuple[Tensor, Tensor]:
-    """(sqrt(q1 q2 - c^2), theta): theta = arccos(c / sqrt(q1 q2)) via atan2, exact at rho = +-1
-    (q1 q2 - c^2 is exactly 0 when c = q1 = q2). The moments are first divided by a power of
-    two near max(q1, q2), exactly, so that the products neither underflow nor overflow."""
-    p = q1 * q2
-    if _in_range(p):
-        s = (p - c * c).clamp(min=0.0).sqrt()
-        return s, torch.atan2(s, c)
-    m = _pow2_scale(q1, q2)
-    q1, q2, c = q1 / m, q2 / m, c / m
-    s = (q1 * q2 - c * c).clamp(min=0.0).sqrt()
-    return s * m, torch.atan2(s, c)
-
-
-@lru_cache(maxsize=32)
-def _legendre(n: int) -> tuple[np.ndarray, np.ndarray]:
-    x, w = np.polynomial.legendre.leggauss(n)
-    return x, w
-
-
-def legendre_nodes(n: int, dtype=torch.float64, device=None) -> tuple[Tensor, Tensor]:
-    """Gauss-Legendre nodes and weights on [-1, 1]."""
-    x, w = _legendre(n)
-    return (torch.as_tensor(x, dtype=dtype, device=device),
-            torch.as_tensor(w, dtype=dtype, device=device))
-
-
-def _pieces(lo: Tensor, hi: Tensor, n: int) -> tuple[Tensor, Tensor]:
-    """Nodes and weights of n-point Gauss-Legendre on each interval [lo, hi] (broadcast)."""
-    x, w = legendre_nodes(n, lo.dtype, lo.device)
-    half = (hi - lo).unsqueeze(-1) / 2
-    nodes = lo.unsqueeze(-1) + half * (x + 1)
-    return nodes, half * w
 
 
 def graded_radii(kink: float, max_scale: float) -> list[float]:
@@ -201,7 +131,7 @@ def gaussian_expectation(
     degenerate = (q1 == 0) | (q2 == 0)
     if bool(degenerate.any()):
         idx = degenerate.nonzero(as_tuple=True)[0]
-        for out, val in zip(flat, _degenerate(fns, q1[idx], q2[idx], [d[idx] for d in data],
+        for out, val in zip(flat, degenerate_expectation(fns, q1[idx], q2[idx], [d[idx] for d in data],
                                               kinks_f, kinks_g, label), strict=True):
             out[idx] = val
         if bool(degenerate.all()):
@@ -234,57 +164,6 @@ def gaussian_expectation(
     return [o.reshape(shape) for o in flat]
 
 
-#: agreement required between successive node counts (relative to max(1, |value|)), or the
-#: rounding of the sum (``_ROUNDING`` x the integral of |integrand|), whichever is larger
-SELF_CHECK_TOL = 2e-14
-_ROUNDING = 16 * 2.0**-52
-_MAX_NODES = 240
-#: at the largest node counts, agreement to this (relative to max(1, |value|)) is accepted:
-#: the rounding of ~1e6 terms of large kernels (q ~ 100) shows at ~1e-13
-_CAP_TOL = 1e-11
-#: beyond it, agreement to this is returned with a QuadratureWarning that says how far it got
-#: (large variances: features of phi at |x| ~ 1 are thin slices of the polar pieces)
-_WARN_TOL = 1e-8
-#: the integrand's mass beyond the truncation radius may be at most this much of its absolute
-#: integral (estimated from its value on the circle r = RADIUS, decaying like exp(-r^2/2))
-_TAIL_TOL = 1e-17
-
-
-def _agree(prev: list[Tensor], cur: list[Tensor], absolute: list[Tensor],
-           tol: float = SELF_CHECK_TOL) -> list[Tensor]:
-    """Per item: the entries where two evaluations agree to the self-check tolerance."""
-    return [(a - b).abs() <= torch.maximum(tol * b.abs().clamp(min=1.0), _ROUNDING * m)
-            for a, b, m in zip(prev, cur, absolute, strict=True)]
-
-
-def _at_cap(prev, cur, absolute, label: str, where) -> None:
-    """The verdict at the largest node counts: silent to ``_CAP_TOL``, a QuadratureWarning to
-    ``_WARN_TOL``, else QuadratureError (``where(bad)`` names the first bad entry)."""
-    if all(bool(o.all()) for o in _agree(prev, cur, absolute, _CAP_TOL)):
-        return
-    loose = _agree(prev, cur, absolute, _WARN_TOL)
-    bad = ~torch.stack(loose).all(0)
-    if not bool(bad.any()):
-        worst = max(float(((a - b).abs() / b.abs().clamp(min=1.0)).max())
-                    for a, b in zip(prev, cur, strict=True))
-        bad = ~torch.stack(_agree(prev, cur, absolute, _CAP_TOL)).all(0)
-        warnings.warn(f"{label} converged only to {worst:.1e} (relative) at {where(bad)} with "
-                      f"{_MAX_NODES}+ nodes per piece: machine precision there needs finer "
-                      "pieces (large variances, or a kink that is not declared)",
-                      QuadratureWarning, stacklevel=4)
-        return
-    raise QuadratureError(
-        f"{label} does not converge to machine precision at {where(bad)}: the integrand is not "
-        "smooth between the known kinks. Declare every point where phi or phi' is not smooth "
-        "(kinks=[...]); where phi or phi' is singular, its Gaussian expectation may diverge.")
-
-
-def _where(q1: Tensor, q2: Tensor, theta: Tensor | None, bad: Tensor) -> str:
-    i = int(bad.nonzero()[0]) if bool(bad.any()) else 0
-    text = f"q1={float(q1[i]):.6g}, q2={float(q2[i]):.6g}"
-    return text if theta is None else text + f", rho={math.cos(float(theta[i])):.12g}"
-
-
 def _choose_nodes(fns, q1, q2, theta, data, kinks_f, kinks_g, nodes_angle, nodes_radius, label):
     """Smallest node counts, from the given ones up, that agree with the next larger ones, on a
     sample of the hardest entries, whose Gaussian tails are checked first."""
@@ -299,12 +178,12 @@ def _choose_nodes(fns, q1, q2, theta, data, kinks_f, kinks_g, nodes_angle, nodes
     while True:
         na, nr = int(nodes_angle * 1.4), int(nodes_radius * 1.4)
         cur, absolute = _expectation_chunk(fns, *sample, kinks_f, kinks_g, na, nr)
-        ok = _agree(prev, cur, absolute)
+        ok = agree(prev, cur, absolute)
         if all(bool(o.all()) for o in ok):
             return nodes_angle, nodes_radius
-        if max(na, nr) > _MAX_NODES:
-            _at_cap(prev, cur, absolute, f"{label} (kinks {list(dict.fromkeys(kinks_f + kinks_g))})",
-                    lambda bad: _where(sample[0], sample[1], sample[2], bad))
+        if max(na, nr) > MAX_NODES:
+            verdict_at_cap(prev, cur, absolute, f"{label} (kinks {list(dict.fromkeys(kinks_f + kinks_g))})",
+                    lambda bad: describe(sample[0], sample[1], sample[2], bad))
             return na, nr
         nodes_angle, nodes_radius, prev = na, nr, cur
 
@@ -317,7 +196,7 @@ def _angle_nodes(q1, q2, t0, kinks_f, kinks_g, nodes_angle):
     ang = _angles(s1, s2, cos0, sin0, t0, kinks_f, kinks_g)  # (N, P)
     lo = torch.cat([torch.full_like(t0, -math.pi / 2).unsqueeze(-1), ang], dim=-1)
     hi = torch.cat([ang, torch.full_like(t0, 3 * math.pi / 2).unsqueeze(-1)], dim=-1)
-    t, wt = _pieces(lo, hi, nodes_angle)  # (N, P+1, nt)
+    t, wt = pieces(lo, hi, nodes_angle)  # (N, P+1, nt)
     # cos(t - t0) = cos t cos t0 + sin t sin t0 keeps the v = 0 rays exact
     cos_t, sin_t = torch.cos(t), torch.sin(t)
     a_t = s1[:, None, None] * cos_t
@@ -325,22 +204,18 @@ def _angle_nodes(q1, q2, t0, kinks_f, kinks_g, nodes_angle):
     return wt, a_t, b_t
 
 
-def _values(item, u, v, data):
-    return item[0](u) * item[1](v) if isinstance(item, tuple) else item(u, v, *data)
-
-
 def _expectation_chunk(fns, q1, q2, t0, data, kinks_f, kinks_g, nodes_angle, nodes_radius):
     """(values, absolute integrals): E[f(u) g(v)] and E[|f(u) g(v)|] per item and entry."""
     wt, a_t, b_t = _angle_nodes(q1, q2, t0, kinks_f, kinks_g, nodes_angle)
     rb = _radial_breaks(a_t, b_t, kinks_f, kinks_g)  # (N, P+1, nt, B)
-    r, wr = _pieces(rb[..., :-1], rb[..., 1:], nodes_radius)  # (N, P+1, nt, B-1, nr)
+    r, wr = pieces(rb[..., :-1], rb[..., 1:], nodes_radius)  # (N, P+1, nt, B-1, nr)
     weight = wr * r * torch.exp(-0.5 * r * r) * wt[..., None, None] / (2 * math.pi)
     u = r * a_t[..., None, None]
     v = r * b_t[..., None, None]
     data = [d.reshape(-1, 1, 1, 1, 1) for d in data]
     res, absolute = [], []
     for item in fns:
-        terms = weight * _values(item, u, v, data)
+        terms = weight * integrand_values(item, u, v, data)
         res.append(terms.sum(dim=(1, 2, 3, 4)))
         absolute.append(terms.abs().sum(dim=(1, 2, 3, 4)))
     return res, absolute
@@ -356,115 +231,13 @@ def _check_tail(fns, sample, kinks_f, kinks_g, nodes_angle, absolute, label) -> 
     for item, total in zip(fns, absolute, strict=True):
         ring = []
         for radius in (RADIUS, 2 * RADIUS):
-            val = _values(item, radius * a_t, radius * b_t, data).abs()
+            val = integrand_values(item, radius * a_t, radius * b_t, data).abs()
             dens = radius * math.exp(-0.5 * radius * radius) / (2 * math.pi)
             ring.append((wt * dens * val).sum(dim=(1, 2)))
-        _tail_verdict(ring[0], ring[1], total, label,
-                      lambda bad: _where(q1, q2, t0, bad))
-
-
-def _tail_verdict(at_r: Tensor, at_2r: Tensor, total: Tensor, label: str, where) -> None:
-    heavy = ~(at_r / RADIUS <= _TAIL_TOL * total)  # NaN counts as heavy
-    if not bool(heavy.any()):
-        return
-    undefined = heavy & (torch.isnan(at_r) | torch.isnan(at_2r))
-    if bool(undefined.any()):
-        raise KernelOverflowError(
-            f"{label} is undefined at {where(undefined)}: the integrand is NaN far out in the "
-            "Gaussian tail (phi or phi' returns NaN, or inf * 0, for large inputs).")
-    grows = heavy & ~(at_2r < at_r)
-    if bool(grows.any()):
-        raise KernelOverflowError(
-            f"{label} diverges at {where(grows)}: the integrand does not decay in the Gaussian "
-            f"tail ({RADIUS:g} to {2 * RADIUS:g} standard deviations out), so phi (or phi') "
-            "grows at least like exp(x^2 / (4 q)) there. Lower the "
-            "variances (w_std, b_std, the input scale) or use a bounded activation.")
-    raise QuadratureError(
-        f"{label} at {where(heavy)}: the integrand decays too slowly in the Gaussian tail to "
-        f"be integrated to machine precision within {RADIUS:g} standard deviations (phi grows "
-        "nearly like exp(x^2 / (4 q))). Lower the variances (w_std, b_std, the input scale).")
+        tail_verdict(ring[0], ring[1], total, label,
+                      lambda bad: describe(q1, q2, t0, bad))
 
 
 # ---- one dimension -------------------------------------------------------------------------
 
-#: the smallest scale break of the 1-D rule, in units of the input x = sqrt(q) z: breaks at
-#: x = +-2^k from it up to the truncation resolve the activation's own features (near 0, and
-#: its approach to its asymptotes) whatever the variance
-_SCALE_MIN = 0.125
-_NODES_1D = 48
 
-
-def _breaks_1d(scales: Sequence[tuple[Tensor, Sequence[float]]]) -> Tensor:
-    """Sorted breakpoints in z in [-R, R], (N, B): fixed ones, kinks / s and the scale breaks
-    x = +-2^k / s of each (s, kinks) in ``scales``."""
-    s0 = scales[0][0]
-    z = [torch.full_like(s0, b) for b in (-RADIUS, -6.0, -3.0, 0.0, 3.0, 6.0, RADIUS)]
-    top = max((float(s.max()) for s, _ in scales if s.numel()), default=0.0) * RADIUS
-    count = max(0, math.ceil(math.log2(top / _SCALE_MIN))) if top > _SCALE_MIN else 0
-    scale_breaks = [_SCALE_MIN * 2.0**k for k in range(count)]
-    for s, kinks in scales:
-        points = list(kinks) + [sign * b for b in scale_breaks for sign in (1.0, -1.0)]
-        for k in points:
-            z.append(torch.where(s > 0, float(k) / s.clamp(min=1e-300),
-                                 torch.full_like(s, RADIUS)).clamp(-RADIUS, RADIUS))
-    return torch.sort(torch.stack(z, dim=-1), dim=-1).values
-
-
-def _sum_1d(integrands: Callable[[Tensor], list[Tensor]], br: Tensor, nodes: int):
-    z, w = _pieces(br[..., :-1], br[..., 1:], nodes)
-    terms_w = w * torch.exp(-0.5 * z * z) / math.sqrt(2 * math.pi)
-    res, absolute = [], []
-    for val in integrands(z):
-        terms = terms_w * val
-        res.append(terms.sum(dim=(1, 2)))
-        absolute.append(terms.abs().sum(dim=(1, 2)))
-    return res, absolute
-
-
-def _adaptive_1d(integrands, br: Tensor, label: str, where) -> list[Tensor]:
-    """Gauss-Legendre on the pieces between the breaks, nodes grown until two counts agree;
-    the tails at |z| = R, 2R checked."""
-    nodes = _NODES_1D
-    prev, absolute = _sum_1d(integrands, br, nodes)
-    edge = torch.tensor([[-2 * RADIUS, -RADIUS, RADIUS, 2 * RADIUS]], dtype=br.dtype,
-                        device=br.device).expand(br.shape[0], 4)
-    dens = torch.exp(-0.5 * edge * edge) / math.sqrt(2 * math.pi)
-    for val, total in zip(integrands(edge[..., None]), absolute, strict=True):
-        v = (dens * val.reshape(edge.shape).abs())
-        _tail_verdict(v[:, 1:3].amax(1), torch.maximum(v[:, 0], v[:, 3]), total, label, where)
-    while True:
-        nodes = int(nodes * 1.5)
-        cur, absolute = _sum_1d(integrands, br, nodes)
-        ok = _agree(prev, cur, absolute)
-        if all(bool(o.all()) for o in ok):
-            return cur
-        if nodes > _MAX_NODES:
-            _at_cap(prev, cur, absolute, label, where)
-            return cur
-        prev = cur
-
-
-def gaussian_expectation_1d(fn: Callable[[Tensor], Tensor], q: Tensor,
-                            kinks: Sequence[float] = (), label: str = "the Gaussian expectation",
-                            ) -> Tensor:
-    """E[f(sqrt(q) z)], z ~ N(0, 1), for each q: Gauss-Legendre on |z| <= R split at the kinks
-    of f and at x = +-2^k (the scale of f, whatever q), with the node count verified as in
-    ``gaussian_expectation`` (same errors)."""
-    q = q.reshape(-1)
-    s = q.sqrt()
-    br = _breaks_1d([(s, kinks)])
-    return _adaptive_1d(lambda z: [fn(s[:, None, None] * z)], br, label,
-                        lambda bad: _where(q, q, None, bad))[0]
-
-
-def _degenerate(fns, q1, q2, data, kinks_f, kinks_g, label) -> list[Tensor]:
-    """Entries with q1 = 0 or q2 = 0: (u, v) = (sqrt(q1) z, sqrt(q2) z), a 1-D expectation."""
-    s1, s2 = q1.sqrt(), q2.sqrt()
-    br = _breaks_1d([(s1, kinks_f), (s2, kinks_g)])
-    data = [d.reshape(-1, 1, 1) for d in data]
-
-    def integrands(z):
-        u, v = s1[:, None, None] * z, s2[:, None, None] * z
-        return [_values(item, u, v, data) for item in fns]
-
-    return _adaptive_1d(integrands, br, label, lambda bad: _where(q1, q2, None, bad))

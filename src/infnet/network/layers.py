@@ -26,7 +26,7 @@ from dataclasses import dataclass
 import torch
 
 from ..activations import Activation, activation
-from ..activations.quadrature import geometric_mean, sin_of_angle
+from ..activations.moments import geometric_mean, sin_of_angle
 
 Tensor = torch.Tensor
 

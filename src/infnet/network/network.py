@@ -19,7 +19,7 @@ import torch
 
 from ..activations import Activation, activation
 from ..activations.base import all_finite
-from ..activations.quadrature import geometric_mean
+from ..activations.moments import geometric_mean
 from .layers import Dense, Moments, Nonlinearity, as_layer
 from .runs import Run, RunTrace, find_runs
 from .table import AngleTable, TableError

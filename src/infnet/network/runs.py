@@ -32,7 +32,7 @@ from functools import cached_property
 import torch
 
 from ..activations import Activation
-from ..activations.quadrature import geometric_mean
+from ..activations.moments import geometric_mean
 from .layers import Dense, Moments, Nonlinearity, check_variance_range, positively_homogeneous
 
 Tensor = torch.Tensor

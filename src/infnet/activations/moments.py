@@ -1,0 +1,56 @@
+"""Moments of pairs without cancellation, underflow or overflow: the geometric mean of two
+variances, the angle of a pair from its covariance, the sine of an angle near pi.
+
+A pair's covariance c and variances q1, q2 hold its angle only up to cancellation near
+rho = +-1 (q1 q2 - c^2) and only inside float64's range (q1 q2 underflows from ~1e-154 on):
+these helpers keep both, exactly where exactness is possible (c = q1 = q2 gives angle 0).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+Tensor = torch.Tensor
+
+
+def _pow2_scale(q1: Tensor, q2: Tensor) -> Tensor:
+    """A power of two near max(q1, q2): dividing by it is exact and keeps products of the
+    moments inside float64."""
+    return torch.exp2(torch.floor(torch.log2(torch.maximum(q1, q2).clamp(min=1e-300))))
+
+def _in_range(p: Tensor) -> bool:
+    """No entry of the product p near underflow or overflow (one pass)."""
+    if p.numel() == 0:
+        return True
+    lo, hi = torch.aminmax(p)
+    return 1e-290 < float(lo) and float(hi) < 1e290
+
+def geometric_mean(q1: Tensor, q2: Tensor) -> Tensor:
+    """sqrt(q1 q2) without underflow or overflow of the product, and exactly q when q1 = q2 = q
+    (the square root of a rounded square is exact)."""
+    p = q1 * q2
+    if _in_range(p):
+        return p.sqrt()
+    m = _pow2_scale(q1, q2)
+    return ((q1 / m) * (q2 / m)).sqrt() * m
+
+def sin_of_angle(theta: Tensor) -> Tensor:
+    """sin(theta) for theta in [0, pi], also exact near pi: there sin(pi - theta), pi - theta
+    being exact in floating point (Sterbenz) and the complement that an angle carried near pi
+    is made of (sin of the float nearest pi is 1.2e-16, not 0)."""
+    return torch.where(theta > math.pi / 2, torch.sin(math.pi - theta), torch.sin(theta))
+
+def corr_angle(q1: Tensor, q2: Tensor, c: Tensor) -> tuple[Tensor, Tensor]:
+    """(sqrt(q1 q2 - c^2), theta): theta = arccos(c / sqrt(q1 q2)) via atan2, exact at rho = +-1
+    (q1 q2 - c^2 is exactly 0 when c = q1 = q2). The moments are first divided by a power of
+    two near max(q1, q2), exactly, so that the products neither underflow nor overflow."""
+    p = q1 * q2
+    if _in_range(p):
+        s = (p - c * c).clamp(min=0.0).sqrt()
+        return s, torch.atan2(s, c)
+    m = _pow2_scale(q1, q2)
+    q1, q2, c = q1 / m, q2 / m, c / m
+    s = (q1 * q2 - c * c).clamp(min=0.0).sqrt()
+    return s * m, torch.atan2(s, c)
