@@ -544,7 +544,7 @@ def _check_properties(net, x, x2):
 
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(act=st.sampled_from(CLOSED_H), depth=st.integers(1, 4),
-       w_std=st.floats(0.5, 2.0), b_std=st.floats(0.0, 0.5),
+       w_std=st.floats(0.5, 2.0), b_std=st.one_of(st.just(0.0), st.floats(1e-6, 0.5)),
        seed=st.integers(0, 2**31 - 1), n=st.integers(8, 17), equal_norm=st.booleans())
 def test_properties_closed_form(act, depth, w_std, b_std, seed, n, equal_norm):
     _check_properties(*_net_and_inputs(act, depth, w_std, b_std, seed, n, equal_norm))
@@ -552,7 +552,7 @@ def test_properties_closed_form(act, depth, w_std, b_std, seed, n, equal_norm):
 
 @settings(max_examples=5, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(act=st.sampled_from(NUMERICAL_H), depth=st.integers(1, 2),
-       w_std=st.floats(0.5, 2.0), b_std=st.floats(0.0, 0.5),
+       w_std=st.floats(0.5, 2.0), b_std=st.one_of(st.just(0.0), st.floats(1e-6, 0.5)),
        seed=st.integers(0, 2**31 - 1), equal_norm=st.booleans())
 def test_properties_numerical(act, depth, w_std, b_std, seed, equal_norm):
     # each pair costs a 2-D quadrature per layer on the layer-by-layer path: keep it small

@@ -191,10 +191,9 @@ class Activation:
             return self.kernel(q, q, q)
         q, _, _ = _check_moments(q, q, q)
         self.check_divergence(q, q, q, derivative=True)
-        K = gauss1d.gaussian_expectation_1d(lambda x: self(x) ** 2, q, self.kinks,
-                                               label=f"E[phi(x)^2] of {self.name!r}")
-        Kdot = gauss1d.gaussian_expectation_1d(lambda x: self.derivative(x) ** 2, q,
-                                                  self.kinks, label=f"E[phi'(x)^2] of {self.name!r}")
+        K, Kdot = gauss1d.gaussian_expectation_1d(
+            [lambda x: self(x) ** 2, lambda x: self.derivative(x) ** 2], q, self.kinks,
+            label=f"E[phi(x)^2] or E[phi'(x)^2] of {self.name!r}")
         return self._checked(K.reshape(q.shape), Kdot.reshape(q.shape), q, q)
 
     def nngp_map(self, q1, q2, c) -> Tensor:

@@ -25,11 +25,13 @@ def _legendre(n: int) -> tuple[np.ndarray, np.ndarray]:
     x, w = np.polynomial.legendre.leggauss(n)
     return x, w
 
+
 def legendre_nodes(n: int, dtype=torch.float64, device=None) -> tuple[Tensor, Tensor]:
     """Gauss-Legendre nodes and weights on [-1, 1]."""
     x, w = _legendre(n)
     return (torch.as_tensor(x, dtype=dtype, device=device),
             torch.as_tensor(w, dtype=dtype, device=device))
+
 
 def pieces(lo: Tensor, hi: Tensor, n: int) -> tuple[Tensor, Tensor]:
     """Nodes and weights of n-point Gauss-Legendre on each interval [lo, hi] (broadcast)."""
@@ -58,11 +60,13 @@ _WARN_TOL = 1e-8
 #: integral (estimated from its value on the circle r = RADIUS, decaying like exp(-r^2/2))
 _TAIL_TOL = 1e-17
 
+
 def agree(prev: list[Tensor], cur: list[Tensor], absolute: list[Tensor],
            tol: float = SELF_CHECK_TOL) -> list[Tensor]:
     """Per item: the entries where two evaluations agree to the self-check tolerance."""
     return [(a - b).abs() <= torch.maximum(tol * b.abs().clamp(min=1.0), _ROUNDING * m)
             for a, b, m in zip(prev, cur, absolute, strict=True)]
+
 
 def verdict_at_cap(prev, cur, absolute, label: str, where) -> None:
     """The verdict at the largest node counts: silent to ``_CAP_TOL``, a QuadratureWarning to
@@ -85,10 +89,12 @@ def verdict_at_cap(prev, cur, absolute, label: str, where) -> None:
         "smooth between the known kinks. Declare every point where phi or phi' is not smooth "
         "(kinks=[...]); where phi or phi' is singular, its Gaussian expectation may diverge.")
 
+
 def describe(q1: Tensor, q2: Tensor, theta: Tensor | None, bad: Tensor) -> str:
     i = int(bad.nonzero()[0]) if bool(bad.any()) else 0
     text = f"q1={float(q1[i]):.6g}, q2={float(q2[i]):.6g}"
     return text if theta is None else text + f", rho={math.cos(float(theta[i])):.12g}"
+
 
 def tail_verdict(at_r: Tensor, at_2r: Tensor, total: Tensor, label: str, where) -> None:
     heavy = ~(at_r / RADIUS <= _TAIL_TOL * total)  # NaN counts as heavy

@@ -20,23 +20,28 @@ Tensor = torch.Tensor
 #: x = +-2^k from it up to the truncation resolve the activation's own features (near 0, and
 #: its approach to its asymptotes) whatever the variance
 _SCALE_MIN = 0.125
-
 _NODES_1D = 48
+
 
 def _breaks_1d(scales: Sequence[tuple[Tensor, Sequence[float]]]) -> Tensor:
     """Sorted breakpoints in z in [-R, R], (N, B): fixed ones, kinks / s and the scale breaks
     x = +-2^k / s of each (s, kinks) in ``scales``."""
     s0 = scales[0][0]
-    z = [torch.full_like(s0, b) for b in (-RADIUS, -6.0, -3.0, 0.0, 3.0, 6.0, RADIUS)]
+    fixed = torch.tensor([-RADIUS, -6.0, -3.0, 0.0, 3.0, 6.0, RADIUS], dtype=s0.dtype,
+                         device=s0.device).expand(s0.shape[0], 7)
+    z = [fixed]
     top = max((float(s.max()) for s, _ in scales if s.numel()), default=0.0) * RADIUS
     count = max(0, math.ceil(math.log2(top / _SCALE_MIN))) if top > _SCALE_MIN else 0
     scale_breaks = [_SCALE_MIN * 2.0**k for k in range(count)]
     for s, kinks in scales:
         points = list(kinks) + [sign * b for b in scale_breaks for sign in (1.0, -1.0)]
-        for k in points:
-            z.append(torch.where(s > 0, float(k) / s.clamp(min=1e-300),
-                                 torch.full_like(s, RADIUS)).clamp(-RADIUS, RADIUS))
-    return torch.sort(torch.stack(z, dim=-1), dim=-1).values
+        if not points:
+            continue
+        x = torch.tensor(points, dtype=s.dtype, device=s.device)
+        live = (s > 0)[:, None]
+        z.append(torch.where(live, x / s.clamp(min=1e-300)[:, None], RADIUS).clamp(-RADIUS, RADIUS))
+    return torch.sort(torch.cat(z, dim=-1), dim=-1).values
+
 
 def _sum_1d(integrands: Callable[[Tensor], list[Tensor]], br: Tensor, nodes: int):
     z, w = pieces(br[..., :-1], br[..., 1:], nodes)
@@ -47,6 +52,7 @@ def _sum_1d(integrands: Callable[[Tensor], list[Tensor]], br: Tensor, nodes: int
         res.append(terms.sum(dim=(1, 2)))
         absolute.append(terms.abs().sum(dim=(1, 2)))
     return res, absolute
+
 
 def _adaptive_1d(integrands, br: Tensor, label: str, where) -> list[Tensor]:
     """Gauss-Legendre on the pieces between the breaks, nodes grown until two counts agree;
@@ -70,17 +76,22 @@ def _adaptive_1d(integrands, br: Tensor, label: str, where) -> list[Tensor]:
             return cur
         prev = cur
 
-def gaussian_expectation_1d(fn: Callable[[Tensor], Tensor], q: Tensor,
-                            kinks: Sequence[float] = (), label: str = "the Gaussian expectation",
-                            ) -> Tensor:
+
+def gaussian_expectation_1d(fn: Callable[[Tensor], Tensor] | Sequence[Callable[[Tensor], Tensor]],
+                            q: Tensor, kinks: Sequence[float] = (),
+                            label: str = "the Gaussian expectation") -> Tensor | list[Tensor]:
     """E[f(sqrt(q) z)], z ~ N(0, 1), for each q: Gauss-Legendre on |z| <= R split at the kinks
     of f and at x = +-2^k (the scale of f, whatever q), with the node count verified as in
-    ``gaussian_expectation`` (same errors)."""
+    ``gaussian_expectation`` (same errors). ``fn`` may be a list of functions with the same
+    kinks: then a list of expectations, on shared nodes."""
     q = q.reshape(-1)
     s = q.sqrt()
     br = _breaks_1d([(s, kinks)])
-    return _adaptive_1d(lambda z: [fn(s[:, None, None] * z)], br, label,
-                        lambda bad: describe(q, q, None, bad))[0]
+    fns = list(fn) if isinstance(fn, (list, tuple)) else [fn]
+    out = _adaptive_1d(lambda z: [f(s[:, None, None] * z) for f in fns], br, label,
+                       lambda bad: describe(q, q, None, bad))
+    return out if isinstance(fn, (list, tuple)) else out[0]
+
 
 def degenerate_expectation(fns, q1, q2, data, kinks_f, kinks_g, label) -> list[Tensor]:
     """Entries with q1 = 0 or q2 = 0: (u, v) = (sqrt(q1) z, sqrt(q2) z), a 1-D expectation."""

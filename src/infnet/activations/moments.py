@@ -20,12 +20,14 @@ def _pow2_scale(q1: Tensor, q2: Tensor) -> Tensor:
     moments inside float64."""
     return torch.exp2(torch.floor(torch.log2(torch.maximum(q1, q2).clamp(min=1e-300))))
 
+
 def _in_range(p: Tensor) -> bool:
     """No entry of the product p near underflow or overflow (one pass)."""
     if p.numel() == 0:
         return True
     lo, hi = torch.aminmax(p)
     return 1e-290 < float(lo) and float(hi) < 1e290
+
 
 def geometric_mean(q1: Tensor, q2: Tensor) -> Tensor:
     """sqrt(q1 q2) without underflow or overflow of the product, and exactly q when q1 = q2 = q
@@ -36,11 +38,13 @@ def geometric_mean(q1: Tensor, q2: Tensor) -> Tensor:
     m = _pow2_scale(q1, q2)
     return ((q1 / m) * (q2 / m)).sqrt() * m
 
+
 def sin_of_angle(theta: Tensor) -> Tensor:
     """sin(theta) for theta in [0, pi], also exact near pi: there sin(pi - theta), pi - theta
     being exact in floating point (Sterbenz) and the complement that an angle carried near pi
     is made of (sin of the float nearest pi is 1.2e-16, not 0)."""
     return torch.where(theta > math.pi / 2, torch.sin(math.pi - theta), torch.sin(theta))
+
 
 def corr_angle(q1: Tensor, q2: Tensor, c: Tensor) -> tuple[Tensor, Tensor]:
     """(sqrt(q1 q2 - c^2), theta): theta = arccos(c / sqrt(q1 q2)) via atan2, exact at rho = +-1

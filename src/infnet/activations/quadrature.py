@@ -153,7 +153,7 @@ def gaussian_expectation(
     for start in range(0, q1.numel(), chunk):
         sl = slice(start, start + chunk)
         vals, _ = _expectation_chunk(fns, q1[sl], q2[sl], theta[sl], [d[sl] for d in data],
-                                     kinks_f, kinks_g, nodes_angle, nodes_radius)
+                                     kinks_f, kinks_g, nodes_angle, nodes_radius, absolute=False)
         for o, val in zip(outs, vals, strict=True):
             o.append(val)
     for out, o in zip(flat, outs, strict=True):
@@ -204,8 +204,10 @@ def _angle_nodes(q1, q2, t0, kinks_f, kinks_g, nodes_angle):
     return wt, a_t, b_t
 
 
-def _expectation_chunk(fns, q1, q2, t0, data, kinks_f, kinks_g, nodes_angle, nodes_radius):
-    """(values, absolute integrals): E[f(u) g(v)] and E[|f(u) g(v)|] per item and entry."""
+def _expectation_chunk(fns, q1, q2, t0, data, kinks_f, kinks_g, nodes_angle, nodes_radius,
+                       absolute: bool = True):
+    """(values, absolute integrals): E[f(u) g(v)] and E[|f(u) g(v)|] per item and entry (the
+    latter, for the self-check, only with ``absolute``)."""
     wt, a_t, b_t = _angle_nodes(q1, q2, t0, kinks_f, kinks_g, nodes_angle)
     rb = _radial_breaks(a_t, b_t, kinks_f, kinks_g)  # (N, P+1, nt, B)
     r, wr = pieces(rb[..., :-1], rb[..., 1:], nodes_radius)  # (N, P+1, nt, B-1, nr)
@@ -213,12 +215,13 @@ def _expectation_chunk(fns, q1, q2, t0, data, kinks_f, kinks_g, nodes_angle, nod
     u = r * a_t[..., None, None]
     v = r * b_t[..., None, None]
     data = [d.reshape(-1, 1, 1, 1, 1) for d in data]
-    res, absolute = [], []
+    res, sizes = [], []
     for item in fns:
         terms = weight * integrand_values(item, u, v, data)
         res.append(terms.sum(dim=(1, 2, 3, 4)))
-        absolute.append(terms.abs().sum(dim=(1, 2, 3, 4)))
-    return res, absolute
+        if absolute:
+            sizes.append(terms.abs().sum(dim=(1, 2, 3, 4)))
+    return res, sizes
 
 
 def _check_tail(fns, sample, kinks_f, kinks_g, nodes_angle, absolute, label) -> None:

@@ -96,6 +96,7 @@ class Network:
         self.layers = tuple(as_layer(layer) for layer in layers)
         self._segments = find_runs(self.layers)
         self._tables: dict = {}
+        self._traces: dict = {}
 
     def __repr__(self) -> str:
         return "serial(" + ", ".join(map(repr, self.layers)) + ")"
@@ -181,8 +182,16 @@ class Network:
         """Exact NNGP and NTK of two inputs with x.x/d = x'.x'/d = sq at angle theta; the
         function the fast path tabulates."""
         theta = torch.as_tensor(theta, dtype=torch.float64)
-        tr = self.trace(torch.tensor(float(sq), dtype=torch.float64), width)
+        tr = self._scalar_trace(float(sq), width, theta.device)
         return self.pairs(theta, tr, tr, width)
+
+    def _scalar_trace(self, sq: float, width: int, device) -> Trace:
+        """The diagonal pass of inputs with x.x/d = sq, cached (as the angle tables are)."""
+        key = (sq, width, str(device))
+        if key not in self._traces:
+            self._traces[key] = self.trace(torch.tensor(sq, dtype=torch.float64, device=device),
+                                           width)
+        return self._traces[key]
 
     # ---- kernels on data ---------------------------------------------------------------------------
     def kernel(self, x1, x2=None, *, block: int = 512, dtype: torch.dtype = torch.float64,
@@ -222,7 +231,7 @@ class Network:
                                  "(x.x / d = inf): rescale the inputs (e.g. x / |x|)")
         equal = _common_value(torch.cat([sq1, sq2]))
         if equal is not None and method != "exact":  # one input variance: one diagonal pass
-            tr1 = tr2 = self.trace(torch.tensor(equal, dtype=dtype, device=x1.device), d)
+            tr1 = tr2 = self._scalar_trace(round(equal, 15), d, x1.device)  # (as the table)
         else:
             tr1 = self.trace(sq1, d)
             tr2 = tr1 if symmetric else self.trace(sq2, d)
