@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 import os
+import warnings
 
 import mpmath as mp
 import numpy as np
@@ -198,9 +199,15 @@ def _map_property(name, q1, q2, rho):
     if err is not None:
         return
     assert all(math.isfinite(float(v)) for v in closed)
-    quad, err = outcome(lambda: act.numerical_kernel(q1, q2, c))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", infnet.QuadratureWarning)
+        quad, err = outcome(lambda: act.numerical_kernel(q1, q2, c))
     if err is not None:
         return
+    # the documented contract: silent means 1e-9 or better here, a QuadratureWarning means the
+    # largest node counts reached only 1e-11..1e-8 (e.g. snake's sin^2 at a variance of 1e20)
+    warned = any(issubclass(w.category, infnet.QuadratureWarning) for w in caught)
+    tol = 1e-8 if warned else 1e-9
     # an entry is measured on the scale sqrt(K(q1, q1, q1) K(q2, q2, q2)) (Cauchy-Schwarz)
     diagonal, err = outcome(lambda: (act.kernel(q1, q1, q1), act.kernel(q2, q2, q2)))
     if err is not None:
@@ -211,7 +218,7 @@ def _map_property(name, q1, q2, rho):
         if which == "Kdot" and 0.0 in act.kinks and (abs(abs(rho) - 1) < 1e-6 or q1 * q2 == 0):
             continue  # Kdot of a kink at 0: linear in theta (c alone does not hold it near
             # rho = +-1), phi'(0) a matter of convention at a zero variance
-        assert abs(float(a) - float(b)) <= 1e-9 * scale, (name, which, q1, q2, rho, a, b)
+        assert abs(float(a) - float(b)) <= tol * scale, (name, which, q1, q2, rho, a, b, warned)
 
 
 @examples(80)
