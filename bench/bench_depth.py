@@ -103,9 +103,9 @@ def main() -> None:
             u = data / data.norm(dim=1, keepdim=True)
             r = (u @ u.T).clamp(-1, 1)
             try:  # each from empty caches: both pay for the tables they build
-                sys.modules["infnet.limit"]._LIMITS.clear()
+                sys.modules["infnet.depth.limit"]._LIMITS.clear()
                 t_deep = best(lambda act=act, L=L, r=r: infnet.deep_kernels(act, r, L), 1)
-                sys.modules["infnet.limit"]._LIMITS.clear()
+                sys.modules["infnet.depth.limit"]._LIMITS.clear()
                 t_fc = best(lambda act=act, L=L, w=w, data=data:
                             infnet.fc(act, L, w_std=w, b_std=0.0).kernel(data), 1)
                 cells.append(f"{t_fc:.2f} / {t_deep:.2f}")

@@ -262,3 +262,18 @@ def test_pairs_away_from_rho_one_jump_as_soon_as_the_variances_settle(monkeypatc
             slow = infnet.fc(act, 120, w_std=w, b_std=b).kernel(x, method="exact")
         for a, b_ in ((fast.nngp, slow.nngp), (fast.ntk, slow.ntk)):
             assert torch.allclose(a, b_, rtol=0, atol=1e-12 * float(b_.diagonal().max()))
+
+
+def test_pair_map_takes_0d_tensors_near_parallel():
+    """The output angle of a near-parallel pair (recomputed without cancellation) works on 0-d
+    tensors as on 1-element ones, and is the angle of the outputs: for tanh at q = 1 a pair
+    4.47e-5 apart leaves at 1.0853 times that angle (E[phi'(z)^2] / E[phi(z)^2], to first
+    order in theta, the same ratio the 1-element call gives)."""
+    a = infnet.activation("tanh")
+    t = lambda v: torch.tensor(v, dtype=torch.float64)  # noqa: E731
+    K, Kdot = a.diagonal_kernel(t(1.0))
+    theta = 4.4721e-5
+    scalar = a.pair_map(t(1.0), t(1.0), t(math.cos(theta)), t(theta), K, K)
+    vector = a.pair_map(t([1.0]), t([1.0]), t([math.cos(theta)]), t([theta]), K, K)
+    assert scalar[2].shape == () and float(scalar[2]) == float(vector[2][0])
+    assert abs(float(scalar[2]) / theta - math.sqrt(float(Kdot / K))) < 1e-6

@@ -14,18 +14,18 @@ from sklearn.model_selection import cross_val_score
 from sklearn.neighbors import KNeighborsClassifier
 
 import infnet
-from infnet.classifiers import (
+from infnet.data import PAPER_ALPHAS, digits_sphere, dirichlet_sphere
+from infnet.estimators.sphere import (
     BayesDirichlet,
     HilbertKernel,
     KernelClassifier,
     MajorityVote,
     NearestNeighbor,
 )
-from infnet.data import PAPER_ALPHAS, digits_sphere, dirichlet_sphere
 
-N = 2000  # n_train = n_test, as the re-run figures of REFERENCES.md section 4
+N = 2000  # n_train = n_test, as the re-run figures of docs/theory/infinite-depth.md#reference-experiments
 SEEDS = (0, 1, 2)
-#: re-run figures at n = 2000 (REFERENCES.md section 4): accuracy by dimension
+#: re-run figures at n = 2000 (docs/theory/infinite-depth.md#reference-experiments): accuracy by dimension
 QUOTED = {2: {"bayes": 0.760, "nn": 0.661, "hilbert": 0.733},
           3: {"bayes": 0.954, "nn": 0.907, "hilbert": 0.933}}
 
@@ -159,7 +159,7 @@ def test_kernel_classifier_singular_matrix_falls_back_with_a_warning():
     y[:20] = 1
     y[20:] = 0
     ones = lambda a, b: torch.ones(len(a), len(b), dtype=torch.float64)  # noqa: E731
-    with pytest.warns(UserWarning, match="pseudo-inverse"):
+    with pytest.warns(UserWarning, match="min-norm least squares"):
         clf = KernelClassifier(ones).fit(x, y)
     np.testing.assert_array_equal(clf.predict(x[:5]), 1)  # rank 1: the majority vote
 

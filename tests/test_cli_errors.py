@@ -60,13 +60,13 @@ def no_compute(monkeypatch):
         raise AssertionError("computation started before the bad input was found")
 
     monkeypatch.setattr(infnet, "fc", reached)
-    monkeypatch.setattr(importlib.import_module("infnet.estimators"), "NTKClassifier", reached)
-    monkeypatch.setattr(importlib.import_module("infnet.finite_vs_infinite"), "deviation_figure",
+    monkeypatch.setattr(importlib.import_module("infnet.estimators.networks"), "NTKClassifier", reached)
+    monkeypatch.setattr(importlib.import_module("infnet.experiments.finite_vs_infinite"), "deviation_figure",
                         reached)
-    monkeypatch.setattr(importlib.import_module("infnet.propagation"), "propagation", reached)
+    monkeypatch.setattr(importlib.import_module("infnet.propagation.maps"), "propagation", reached)
     monkeypatch.setattr(importlib.import_module("infnet.scale"), "solve", reached)
     monkeypatch.setattr(importlib.import_module("infnet.scale"), "compute_kernel", reached)
-    study = importlib.import_module("infnet.study")
+    study = importlib.import_module("infnet.experiments.study")
     monkeypatch.setattr(study, "load_data", reached)
 
 
@@ -168,7 +168,7 @@ def test_activation_parameter_values_reach_the_activation(value, files, capsys):
     activation says of it is one line."""
     import math
 
-    from infnet.cli import _param
+    from infnet.cli.args import param as _param
 
     name, parsed = _param(f"beta={value}")
     assert name == "beta"
@@ -231,10 +231,10 @@ def test_a_real_process_prints_one_line(files):
 
 
 @pytest.mark.parametrize("bug", [AttributeError("a bug"), IndexError("a bug"),
-                                 ImportError("cannot import name 'x'", name="infnet.limit")])
+                                 ImportError("cannot import name 'x'", name="infnet.depth.limit")])
 def test_a_bug_of_infnet_is_not_hidden(bug, monkeypatch):
     """An exception that is no user mistake leaves main as it is (Python prints its traceback)."""
-    import infnet.cli as cli
+    import infnet.cli.catalog as cli
 
     def broken(args):
         raise bug

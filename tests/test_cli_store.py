@@ -13,8 +13,8 @@ import torch
 
 import infnet
 from infnet.cli import main
+from infnet.core.files import folder_lock
 from infnet.scale import KernelStore
-from infnet.scale.folders import folder_lock
 
 N, TILE = 30, 12
 

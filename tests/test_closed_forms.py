@@ -1,6 +1,7 @@
 """Closed-form kernels against the library's quadrature, Price's theorem, duals, input errors.
 
-REFERENCES.md sections 1-3. For every catalog entry with a closed form (default parameters and a
+docs/theory/closed-forms.md and numerical-duals.md. For every catalog entry with a closed form (default
+parameters and a
 set of non-default ones), K and Kdot from the closed form must equal ``numerical_kernel`` (polar
 quadrature) to 1e-12 on a grid of (q1, q2, rho) that includes rho = +-1 and 1 -+ 1e-12.
 """
@@ -15,7 +16,7 @@ import torch
 from scipy import integrate
 
 import infnet
-from infnet.activations import quadrature
+from infnet.numerics import quadrature
 
 TOL = 1e-12
 DTYPE = torch.float64
@@ -82,7 +83,7 @@ CONTINUOUS = [(n, {}) for n in CLOSED if n not in JUMPS | {"sau"}] + VARIANTS
 
 
 def test_catalog_has_the_expected_closed_forms():
-    """Guards the parametrization: these must stay closed forms (REFERENCES.md section 2)."""
+    """Guards the parametrization: these must stay closed forms (docs/theory/closed-forms.md)."""
     expected = {"identity", "relu", "leaky_relu", "abs", "step", "sign", "relu_power", "erf",
                 "gelu", "sin", "cos", "exp", "gaussian", "snake", "polynomial", "hermite",
                 "monomial", "rff"}
@@ -256,7 +257,7 @@ def test_dual_of_discontinuous_activations(name, params):
 
 
 def test_dual_known_values():
-    # REFERENCES.md section 4: relu (sqrt(1 - rho^2) + (pi - arccos rho) rho) / pi,
+    # docs/theory/infinite-depth.md#paper-duals: relu (sqrt(1 - rho^2) + (pi - arccos rho) rho) / pi,
     # erf arcsin(2 rho / 3) / arcsin(2 / 3), hermite k: rho^k
     rho = torch.linspace(-1, 1, 41, dtype=DTYPE)
     relu = ((1 - rho**2).clamp(min=0).sqrt() + (math.pi - torch.arccos(rho)) * rho) / math.pi

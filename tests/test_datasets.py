@@ -32,7 +32,8 @@ from infnet.data import (
     Scale,
     UnitNorm,
     ZCAWhitening,
-    files,
+    dirichlet,
+    downloads,
     load_cifar10,
     load_dataset,
     load_fashion_mnist,
@@ -86,7 +87,7 @@ def md5(path) -> str:
 def trust(monkeypatch, dataset, folder):
     """Take the files in folder as the official ones (their MD5 into the table)."""
     for p in folder.iterdir():
-        monkeypatch.setitem(files.OFFICIAL_MD5[dataset], p.name, md5(p))
+        monkeypatch.setitem(downloads.OFFICIAL_MD5[dataset], p.name, md5(p))
 
 
 # ---- IDX ---------------------------------------------------------------------------------------
@@ -188,11 +189,11 @@ def test_gunzipped_official_name_is_checked_by_size(tmp_path):
 
 
 def test_official_md5_table_is_complete():
-    assert set(files.OFFICIAL_MD5) == {"mnist", "fashion-mnist", "cifar-10"}
-    for table in files.OFFICIAL_MD5.values():
+    assert set(downloads.OFFICIAL_MD5) == {"mnist", "fashion-mnist", "cifar-10"}
+    for table in downloads.OFFICIAL_MD5.values():
         assert all(len(v) == 32 and int(v, 16) >= 0 for v in table.values())
-    assert len(files.OFFICIAL_MD5["cifar-10"]) == 7
-    assert files.OFFICIAL_MD5["mnist"].keys() == files.OFFICIAL_MD5["fashion-mnist"].keys()
+    assert len(downloads.OFFICIAL_MD5["cifar-10"]) == 7
+    assert downloads.OFFICIAL_MD5["mnist"].keys() == downloads.OFFICIAL_MD5["fashion-mnist"].keys()
 
 
 def test_matching_checksums_load_and_layouts(tmp_path, monkeypatch):
@@ -253,7 +254,7 @@ def test_failed_downloads_leave_no_file_and_say_so(tmp_path, monkeypatch):
     assert "t10k-images-idx3-ubyte.gz" in str(err.value)
     assert calls and all(t is not None and t <= 30 for _, t in calls)
     # every mirror tried for the first file, then no more time spent without a network
-    assert [u for u, _ in calls] == [m + "t10k-images-idx3-ubyte.gz" for m in files.MIRRORS["mnist"]]
+    assert [u for u, _ in calls] == [m + "t10k-images-idx3-ubyte.gz" for m in downloads.MIRRORS["mnist"]]
     assert "t10k-labels-idx1-ubyte.gz" in str(err.value)
     assert list(folder.iterdir()) == []
 
@@ -282,7 +283,7 @@ def test_download_verifies_then_puts_the_file_in_place(tmp_path, monkeypatch):
     payload = {"t10k-images-idx3-ubyte.gz": gzip.compress(idx_bytes(x)),
                "t10k-labels-idx1-ubyte.gz": gzip.compress(idx_bytes(y))}
     for name, raw in payload.items():
-        monkeypatch.setitem(files.OFFICIAL_MD5["mnist"], name, hashlib.md5(raw).hexdigest())
+        monkeypatch.setitem(downloads.OFFICIAL_MD5["mnist"], name, hashlib.md5(raw).hexdigest())
     monkeypatch.setattr(urllib.request, "urlopen",
                         lambda url, timeout=None: io.BytesIO(payload[url.rsplit("/", 1)[1]]))
     got = load_mnist(tmp_path, "test", download=True)
@@ -351,7 +352,7 @@ def test_cifar_archive_agrees_with_folder_and_is_verified(tmp_path, monkeypatch)
     assert str(archive) in str(err.value) and "c58f30108f718f92721af3b95e74349a" in str(err.value)
     with pytest.raises(ValueError, match="data_batch_1.*has MD5.*c99cafc152244af753f735de768cd75f"):
         load_cifar10(tmp_path / "folder", "train")
-    monkeypatch.setitem(files.OFFICIAL_MD5["cifar-10"], archive.name, md5(archive))
+    monkeypatch.setitem(downloads.OFFICIAL_MD5["cifar-10"], archive.name, md5(archive))
     for split in ("train", "test"):
         a, b = load_cifar10(tmp_path / "tar", split), load_cifar10(tmp_path / "folder", split, verify=False)
         np.testing.assert_array_equal(a[0], b[0])
@@ -419,7 +420,7 @@ def test_load_dataset_folder_official_and_synthetic(tmp_path, monkeypatch):
     assert x_te.shape == (10, 28, 28) and np.bincount(y_te).tolist() == [1] * 10
 
     x_tr, y_tr, x_te, y_te = load_dataset("dirichlet3", n_train=30, n_test=20, seed=4)
-    xs, ys = sphere.dirichlet_sphere(50, d=3, seed=4)
+    xs, ys = dirichlet.dirichlet_sphere(50, d=3, seed=4)
     np.testing.assert_array_equal(x_tr, xs[:30])
     np.testing.assert_array_equal(y_te, ys[30:])
     assert load_dataset("dirichlet2")[0].shape == (500, 2)

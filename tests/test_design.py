@@ -3,7 +3,7 @@
 Independent references: numpy's probabilists' Hermite polynomials (hermeval), the dual
 sum a_k^2 rho^k / sum a_k^2, the library's quadrature (``numerical_kernel``) for the kernel at
 other variances, autograd for the derivative, sinh(a rho)/sinh(a) for the sine family, and the
-paper's constants and duals (REFERENCES.md section 4).
+paper's constants and duals (docs/theory/infinite-depth.md#paper-duals).
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import pytest
 import torch
 
 import infnet
-from infnet.design import (
+from infnet.depth.design import (
     from_dual,
     from_hermite,
     optimal_activation,
@@ -23,7 +23,7 @@ from infnet.design import (
     optimal_sine_a,
     sine_activation,
 )
-from infnet.limit import limit
+from infnet.depth.limit import limit
 
 F64 = torch.float64
 RHO = torch.linspace(-1, 1, 201, dtype=F64)

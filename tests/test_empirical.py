@@ -206,7 +206,7 @@ def test_dropout_in_eval_mode_is_identity():
 
 
 def test_auto_choice():
-    """Structured for MLPs; otherwise the FLOP estimates of REFERENCES.md section 6."""
+    """Structured for MLPs; otherwise the FLOP estimates of docs/theory/finite-width.md#choosing-a-method."""
     p = 10**6
     dense = Census(outputs=8, flops=2 * p, entries=10**4, dtype=F64)  # [FP] ~ 2P: NTVP cheaper
     assert ntk_module.choose_method(dense, 16, 16, p, trace=False) == "ntvp"

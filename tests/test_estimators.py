@@ -126,8 +126,8 @@ def test_pickle_round_trip_keeps_predictions(digits):
 
 def test_infinite_depth_classifier_is_the_limit_rule():
     """depth=inf with the Hermite h_2 activation: the 1-nearest-neighbour rule by angle."""
-    from infnet.classifiers import NearestNeighbor
     from infnet.data import dirichlet_sphere
+    from infnet.estimators.sphere import NearestNeighbor
 
     x, y = dirichlet_sphere(400, d=3, seed=1)
     clf = NTKClassifier(infnet.from_hermite([0, 0, 1]), depth=math.inf).fit(x[:300], y[:300])

@@ -14,9 +14,10 @@ from torch import nn
 import infnet
 from infnet.empirical import empirical_ntk
 from infnet.empirical.structured import mlp_layers
-from infnet.finite_vs_infinite import compare, fit_slope, train
+from infnet.experiments.finite_vs_infinite import compare, fit_slope, train
 from infnet.network import Dense, serial
-from infnet.network.finite import GatedUnit, Scale, build, monte_carlo_kernel, sample_seeds
+from infnet.network.finite import build, monte_carlo_kernel, sample_seeds
+from infnet.network.modules import GatedUnit, Scale
 
 
 def sphere(n, d, seed=0, radius=None):
@@ -271,7 +272,7 @@ def test_bad_inputs_give_clear_errors():
         build(infnet.fc("relu", depth=math.inf), 8, in_features=3)
     with pytest.raises(TypeError, match="depth=inf"):
         monte_carlo_kernel(infnet.fc("relu", depth=math.inf), sphere(2, 3), width=8, n_samples=2)
-    with pytest.raises(ValueError, match="does not follow a Dense"):
+    with pytest.raises(ValueError, match="not a Gaussian pre-activation"):
         serial("relu", Dense(1.0, 0.0)).finite(8, in_features=3)
     with pytest.raises(ValueError, match="n_samples"):
         monte_carlo_kernel(net, sphere(2, 3), width=8, n_samples=1)
@@ -294,7 +295,7 @@ def test_bad_inputs_give_clear_errors():
 # ---- the experiment ------------------------------------------------------------------------------
 
 def test_deviation_figure(tmp_path):
-    from infnet.finite_vs_infinite import deviation_figure
+    from infnet.experiments.finite_vs_infinite import deviation_figure
 
     path = tmp_path / "deviation.png"
     results = deviation_figure(path, widths=(64, 256, 1024), n_seeds=4, steps=(10, 50),
@@ -310,7 +311,7 @@ def test_deviation_figure(tmp_path):
 def test_slope_on_digits_up_to_width_8192():
     """The experiment of deviation_figure at larger widths (about a minute on 2 CPU cores): the
     slope against the network's own linearization approaches -1/2."""
-    from infnet.finite_vs_infinite import digits_problem
+    from infnet.experiments.finite_vs_infinite import digits_problem
 
     x_train, y, x_test = digits_problem(100, 50)
     net = infnet.fc("relu", depth=1, w_std=2**0.5, b_std=0.1)

@@ -1,6 +1,6 @@
 """infnet.limit: the infinite-depth taxonomy, Koenigs and Boettcher functions, deep kernels.
 
-Independent references: the closed-form duals of REFERENCES.md section 4 written out here
+Independent references: the closed-form duals of docs/theory/infinite-depth.md#paper-duals written out here
 (ReLU, erf, the sine family, the paper's polynomial duals), the exponent 2 log(1/c0) / log(A)
 from those, fixed points by scipy's brentq on the closed forms, brute-force iteration in mpmath
 (50 digits) for Koenigs, Boettcher and the deep NNGP/NTK, and plain float iteration.
@@ -18,9 +18,10 @@ import torch
 from scipy.optimize import brentq
 
 import infnet
-from infnet.deep import MARGINAL_DEPTH, deep_dual, deep_kernels, deep_ntk
-from infnet.design import from_dual, optimal_activation, sine_activation
-from infnet.limit import KINDS, Limit, bottcher, koenigs, limit, limit_kernel
+from infnet.depth.deep import MARGINAL_DEPTH, deep_dual, deep_kernels, deep_ntk
+from infnet.depth.design import from_dual, optimal_activation, sine_activation
+from infnet.depth.limit import KINDS, Limit, limit
+from infnet.depth.linearize import bottcher, koenigs, limit_kernel
 
 F64 = torch.float64
 ASIN23 = math.asin(2 / 3)
@@ -358,7 +359,7 @@ def test_deep_kernels_match_plain_iteration(act):
 
 def test_deep_relu_is_plain_iteration_and_step_nngp():
     """Below MARGINAL_DEPTH the marginal class is plain iteration; beyond it the tables in
-    log(theta) (infnet.marginal) are checked against 40-digit iteration of the ReLU dual, where
+    log(theta) (infnet.depth.marginal) are checked against 40-digit iteration of the ReLU dual, where
     float iteration itself is off by ~3e-10 at rho = 1 - 1e-8."""
     depth = MARGINAL_DEPTH - 1
     for name in ("relu", "step"):

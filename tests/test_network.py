@@ -5,7 +5,8 @@ Every expected value here is computed independently of the code under test:
 1. Monte Carlo: random finite networks built here with torch (NTK parameterization,
    h = w_std W x / sqrt(n_in) + b_std b, W and b standard normal), their empirical NNGP and their
    empirical NTK J J^T (torch.func.jacrev over all parameters);
-2. a direct numpy implementation of the recursion of REFERENCES.md section 1 with the ReLU
+2. a direct numpy implementation of the recursion of docs/theory/README.md#dense-and-activation-layers
+with the ReLU
    (arc-cosine) and erf closed forms, NTK and standard parameterization;
 3. the angle-table fast path against the layer-by-layer path and against ``angle_kernel`` at
    angles computed here with mpmath, plus a 60-digit mpmath ReLU recursion as the arbiter;
@@ -227,7 +228,7 @@ def test_monte_carlo_empirical_ntk():
 
 
 # =============================================================================================
-# 2. An independent numpy implementation of the recursion (REFERENCES.md section 1)
+# 2. An independent numpy implementation of the recursion (docs/theory/README.md#dense-and-activation-layers)
 # =============================================================================================
 def np_relu(q1, q2, c):
     s = np.sqrt(np.maximum(q1 * q2 - c * c, 0.0))
@@ -755,8 +756,8 @@ def test_small_angles_are_smooth_in_theta(layers, norms, b_std):
 @pytest.mark.parametrize("equal_norm", [False, True])
 def test_gated_units_in_networks_match_plain_recursion(act, equal_norm):
     """Gated units (value(a) * gate(b)) inside networks, on both paths (layer by layer with
-    carried angles, and the angle table), against the plain recursion of REFERENCES.md
-    section 1 written with act.kernel(q1, q2, c) alone."""
+    carried angles, and the angle table), against the plain recursion of docs/theory/README.md
+    (dense and activation layers) written with act.kernel(q1, q2, c) alone."""
     a = infnet.activation(act)
     depth, w_std, b_std, d = 2, 1.1, 0.2, 6
     gen = torch.Generator().manual_seed(7)

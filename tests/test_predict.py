@@ -237,8 +237,8 @@ def test_float32_and_eigen_paths():
 
 def test_limit_scores_nearest_neighbour_class():
     """The Hermite h_2 network's infinitely deep classifier is 1-NN (by angle)."""
-    from infnet.classifiers import NearestNeighbor
     from infnet.data import dirichlet_sphere
+    from infnet.estimators.sphere import NearestNeighbor
 
     x, y = dirichlet_sphere(300, d=3, seed=0)
     net = infnet.fc(infnet.from_hermite([0, 0, 1]), depth=math.inf)

@@ -20,20 +20,20 @@ from scipy.integrate import dblquad, quad
 from scipy.optimize import brentq
 
 import infnet
-from infnet.phase_diagram import (
-    chi_1_grid,
-    critical_weight,
-    format_table,
-    phase_diagram,
-    propagation_table,
-)
-from infnet.propagation import (
+from infnet.propagation.maps import (
     STATUSES,
     correlation_map,
     length_fixed_points,
     length_map,
     propagation,
     variance_slope,
+)
+from infnet.propagation.phase_diagram import (
+    chi_1_grid,
+    critical_weight,
+    format_table,
+    phase_diagram,
+    propagation_table,
 )
 
 F64 = torch.float64

@@ -18,6 +18,7 @@ import pytest
 import torch
 
 import infnet
+from infnet.core.files import array_digest, atomic_path, folder_lock, lock_holder, write_atomic
 from infnet.scale import (
     CorruptTileError,
     FolderInUseError,
@@ -26,7 +27,6 @@ from infnet.scale import (
     StoreWriteError,
     compute_kernel,
 )
-from infnet.scale.folders import array_digest, atomic_path, folder_lock, lock_holder, write_atomic
 
 
 def relu_net():

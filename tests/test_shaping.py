@@ -3,8 +3,9 @@
 The targets are re-evaluated independently of the solver: scipy.integrate.quad of the returned
 activation's own function against the analytic derivatives of the base (tanh, ELU, ReLU) at the
 fitted parameters; the returned activation's kernel from the engine (act.kernel) with finite
-differences in c, checked against quad; the leaky-ReLU C map written out from REFERENCES.md
-section 2 and iterated; and the NNGP of infnet.fc(phi_hat, depth=L) on inputs with x.x/d = 1.
+differences in c, checked against quad; the leaky-ReLU C map written out from
+docs/theory/signal-propagation.md#tat-for-leaky-relu and iterated; and the NNGP of infnet.fc(phi_hat,
+depth=L) on inputs with x.x/d = 1.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from scipy.integrate import quad
 from scipy.special import ndtr
 
 import infnet
-from infnet.shaping import dks, tat, tat_leaky_relu, transform
+from infnet.propagation.shaping import dks, tat, tat_leaky_relu, transform
 
 F64 = torch.float64
 SQRT2PI = math.sqrt(2 * math.pi)
@@ -187,7 +188,7 @@ def test_tat_leaky_relu_iterated_closed_form():
     assert 0 < a < 1
     assert s.params["gamma"] == pytest.approx(math.sqrt(2 / (1 + a * a)), rel=1e-15)
 
-    def C(c):  # REFERENCES.md section 2, normalized by Q(1) = (1 + a^2) / 2
+    def C(c):  # docs/theory/signal-propagation.md#tat-for-leaky-relu, normalized by Q(1) = (1 + a^2) / 2
         return ((1 - a) ** 2 * (math.sqrt(1 - c * c) + (math.pi - math.acos(c)) * c) / math.pi
                 + 2 * a * c) / (1 + a * a)
 

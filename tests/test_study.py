@@ -6,7 +6,8 @@ model), 1-NN by numpy's argmax of x . x_i, the closed-form erf dual arcsin(2 rho
 iterated in numpy (deep NNGP and NTK, min-norm interpolation by numpy's solve), c0 = f'(0) and
 A = f'(1) of that dual by mpmath's numerical differentiation, and an uninterrupted study in
 another folder for the resumed one. The n = 2000 tests follow the paper's setting
-(Radhakrishnan, Belkin & Uhler 2023; REFERENCES.md section 4): ``data.dirichlet_setting(d)``,
+(Radhakrishnan, Belkin & Uhler 2023; docs/theory/infinite-depth.md#reference-experiments):
+``data.dirichlet_setting(d)``,
 n_train = n_test = 2000, the first n_train rows train.
 
 The regression tests at the end pin bugs found while writing this file (now fixed).
@@ -29,17 +30,18 @@ import torch
 
 from infnet import data
 from infnet.activations import activation, list_activations
-from infnet.classifiers import BayesDirichlet, HilbertKernel, MajorityVote, NearestNeighbor
 from infnet.cli import main
-from infnet.deep import deep_dual
-from infnet.design import from_hermite, optimal_activation
-from infnet.limit import KINDS, koenigs, limit
-from infnet.study import BASELINES, FIELDS, load_data, predict, run_study, taxonomy_rows
+from infnet.depth.deep import deep_dual
+from infnet.depth.design import from_hermite, optimal_activation
+from infnet.depth.limit import KINDS, limit
+from infnet.depth.linearize import koenigs
+from infnet.estimators.sphere import BayesDirichlet, HilbertKernel, MajorityVote, NearestNeighbor
+from infnet.experiments.study import BASELINES, FIELDS, load_data, predict, run_study, taxonomy_rows
 
-study_module = importlib.import_module("infnet.study")
+study_module = importlib.import_module("infnet.experiments.study")
 
 F64 = torch.float64
-N = 2000  # n_train = n_test, the paper's re-run setting (REFERENCES.md section 4)
+N = 2000  # n_train = n_test, the paper's re-run setting (docs/theory/infinite-depth.md#reference-experiments)
 ASIN23 = math.asin(2 / 3)
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 #: agreement fractions measured by the n = 2000 tests (printed with pytest -s)
@@ -371,7 +373,7 @@ def test_taxonomy_rows_classify_every_catalog_activation(taxonomy):
 
 # ---- resuming ---------------------------------------------------------------------------------
 class CountingJobs:
-    """Stands in for infnet.study._run_job: records each job, raises KeyboardInterrupt (as a
+    """Stands in for infnet.experiments.study._run_job: records each job, raises KeyboardInterrupt (as a
     user's Ctrl-C) when ``stop_after`` jobs have run."""
 
     def __init__(self, real, stop_after: int | None = None):
@@ -540,7 +542,7 @@ def test_damaged_study_folder_names_the_file(tmp_path, monkeypatch, capsys, dama
 
 def test_study_folder_has_one_writer(tmp_path, capsys):
     """The folder locked (by another descriptor, as by another process): refused at once."""
-    from infnet.scale.folders import folder_lock
+    from infnet.core.files import folder_lock
 
     (tmp_path / "st").mkdir()
     argv = ["study", "--out", str(tmp_path / "st"), "--data", "dirichlet2", "--n-train", "20",

@@ -8,22 +8,25 @@ from .activations import (
     activation,
     list_activations,
 )
-from .deep import deep_dual, deep_kernels, deep_ntk
-from .design import from_dual, from_hermite, optimal_activation, sine_activation
-from .limit import Limit, bottcher, koenigs, limit, limit_kernel
+from .depth.deep import deep_dual, deep_kernels, deep_ntk
+from .depth.design import from_dual, from_hermite, optimal_activation, sine_activation
+from .depth.limit import Limit, limit
+from .depth.linearize import bottcher, koenigs, limit_kernel
 from .network import Dense, IllConditionedError, Kernel, Network, Nonlinearity, fc, serial
 
 __version__ = "0.1.0"
 
 #: names loaded on first use (they import scikit-learn): name -> module
-_LAZY = {"NTKClassifier": "estimators", "NTKRegressor": "estimators",
-         "NNGPRegressor": "estimators", "empirical_ntk": "empirical", "dks": "shaping",
-         "tat": "shaping", "tat_leaky_relu": "shaping"}
+_LAZY = {"NTKClassifier": "estimators.networks", "NTKRegressor": "estimators.networks",
+         "NNGPRegressor": "estimators.networks", "empirical_ntk": "empirical",
+         "dks": "propagation.shaping", "tat": "propagation.shaping",
+         "tat_leaky_relu": "propagation.shaping"}
 
 
-#: submodules importable as attributes (``infnet.predict.gp_inference``) without an import
-_SUBMODULES = ("classifiers", "data", "empirical", "estimators", "finite_vs_infinite",
-               "phase_diagram", "predict", "propagation", "scale", "shaping")
+#: the packages, bottom to top (each imports only packages before it; tests/test_layering.py),
+#: importable as attributes (``infnet.predict.gp_inference``) without an import
+_SUBMODULES = ("core", "numerics", "activations", "depth", "empirical", "network", "data",
+               "predict", "estimators", "propagation", "scale", "experiments", "cli")
 
 
 def __getattr__(name: str):

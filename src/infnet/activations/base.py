@@ -1,7 +1,8 @@
 """The Activation value: an elementwise function with its infinite-width kernel maps.
 
 Everything generic lives here once: argument checking, closed form or quadrature, duals.
-A catalog entry only supplies the math (see ``catalog``).
+A catalog entry only supplies the math (see ``catalog``). The checks (the moments, singular
+points and divergence) are in ``checks``, the quadrature without a closed form in ``numerical``.
 """
 
 from __future__ import annotations
@@ -14,33 +15,22 @@ from typing import Any
 
 import torch
 
-from . import gauss1d, quadrature
-from .errors import KernelOverflowError, QuadratureError  # noqa: F401  (re-exported)
-from .moments import corr_angle, geometric_mean
+from ..core.checks import as_rho
+from ..numerics import quadrature
+from . import checks, numerical
+from .checks import Singularity, _check_moments
 
 Tensor = torch.Tensor
 KernelFn = Callable[..., tuple[Tensor, Tensor]]
-
-#: output angles within this of 0 or pi are recomputed without cancellation (``pair_map``)
-NEAR_ANGLE = 1e-3
-#: relative slack allowed for |c| > sqrt(q1 q2) from rounding before it is an error
-_CORR_SLACK = 1e-9
-
-
-@dataclass(frozen=True)
-class Singularity:
-    """A point where |phi| ~ |x - at|^order or |phi'| ~ |x - at|^derivative_order with a
-    negative order (0: bounded there). E|u - at|^p is finite iff p > -1, which decides the
-    Gaussian expectations that diverge (``Activation.check_divergence``)."""
-
-    at: float
-    order: float = 0.0
-    derivative_order: float = 0.0
 
 
 @dataclass(frozen=True)
 class Activation:
     """An elementwise activation phi with its NNGP and NTK maps.
+
+    A frozen value: the function, its parameters, where it is not smooth, and its kernel maps
+    (closed form where the catalog has one, polar quadrature otherwise). Build one with
+    ``infnet.activation`` (a catalog name or a torch function) rather than directly.
 
     Parameters
     ----------
@@ -61,8 +51,28 @@ class Activation:
         ``angle_form(q1, q2, theta, **params) -> (K, Kdot, theta_out)``: the closed form in terms
         of the angle, with the output angle, both exact near rho = +-1 (kinked units need it);
         theta_out None leaves the output angle to the generic rule (``pair_map``).
-    derivative : callable, optional
-        ``derivative(x, **params)``; autograd of ``fn`` when absent.
+    derivative_fn : callable, optional
+        ``derivative_fn(x, **params)``, phi'; autograd of ``fn`` when absent.
+    formula : str
+        The formula of phi, for display.
+    source : str
+        Where phi comes from (paper, or "user").
+    gain : float
+        The activation is ``gain * fn``; the kernels K and Kdot scale by gain^2.
+    singular : tuple of Singularity
+        Singular points of phi or phi' (found for user functions, ``user.from_function``),
+        which decide the Gaussian expectations that diverge (``check_divergence``).
+
+    Examples
+    --------
+    >>> relu = infnet.activation("relu")
+    >>> relu.name, relu.kinks, relu.is_closed_form
+    ('relu', (0.0,), True)
+    >>> x = torch.tensor([-1.0, 2.0], dtype=torch.float64)
+    >>> relu(x).tolist(), relu.derivative(x).tolist()
+    ([0.0, 2.0], [0.0, 1.0])
+    >>> print(relu.scaled(2.0))
+    Activation(relu, gain=2)
     """
 
     fn: Callable[..., Tensor]
@@ -78,6 +88,9 @@ class Activation:
     gain: float = 1.0  # the activation is gain * fn; kernels scale by gain^2
     #: singular points of phi or phi' (found for user functions, ``user.from_function``)
     singular: tuple[Singularity, ...] = ()
+    #: the catalog entry that built it (``catalog.Entry``; None for user functions): what
+    #: ``with_params`` rebuilds from and what a pickle stores
+    entry: Any = field(default=None, compare=False, repr=False)
 
     # ---- the function -------------------------------------------------------------------
     def __call__(self, x: Tensor) -> Tensor:
@@ -105,11 +118,49 @@ class Activation:
 
     # ---- kernel maps ----------------------------------------------------------------------
     def kernel(self, q1, q2, c) -> tuple[Tensor, Tensor]:
-        """(K, Kdot) = (E[phi(u) phi(v)], E[phi'(u) phi'(v)]) for (u, v) ~ N(0, [[q1, c], [c, q2]]).
+        """The NNGP and NTK maps (K, Kdot) at the moments (q1, q2, c).
 
-        Broadcasting tensors or numbers, computed and returned in float64 on their device;
-        closed form where the catalog has one, otherwise polar quadrature split at the kinks
-        (REFERENCES.md section 3).
+        (K, Kdot) = (E[phi(u) phi(v)], E[phi'(u) phi'(v)]) for (u, v) ~ N(0, [[q1, c], [c, q2]]).
+        Closed form where the catalog has one, otherwise polar quadrature split at the kinks
+        (docs/theory/numerical-duals.md#polar-quadrature).
+
+        Parameters
+        ----------
+        q1, q2 : tensor or float
+            The variances of u and v (>= 0).
+        c : tensor or float
+            The covariance of u and v, |c| <= sqrt(q1 q2) (rounding beyond it is clamped).
+
+        Returns
+        -------
+        K, Kdot : tensor
+            Broadcast tensors of the arguments' shape, computed and returned in float64 on their
+            device.
+
+        Raises
+        ------
+        ValueError
+            A moment is NaN or inf, a variance is negative, or |c| > sqrt(q1 q2).
+        KernelOverflowError
+            The expectation diverges (a singularity, growth in the tails) or overflows float64,
+            e.g. Kdot at c = +-sqrt(q1 q2) for an activation that jumps.
+        NotImplementedError
+            The activation jumps and has no closed form: Kdot holds a Dirac mass.
+        QuadratureError
+            The quadrature cannot resolve the expectation to machine precision.
+
+        Examples
+        --------
+        >>> relu = infnet.activation("relu")
+        >>> K, Kdot = relu.kernel(1.0, 1.0, 0.0)
+        >>> round(float(K), 6), round(float(Kdot), 6)  # 1/(2 pi) and 1/4
+        (0.159155, 0.25)
+        >>> c = torch.tensor([0.0, 0.5, 1.0], dtype=torch.float64)
+        >>> K, Kdot = relu.kernel(1.0, 1.0, c)
+        >>> K.shape, K.dtype
+        (torch.Size([3]), torch.float64)
+        >>> round(float(K[2]), 6)  # E[relu(z)^2] = 1/2
+        0.5
         """
         q1, q2, c = _check_moments(q1, q2, c)
         if self.closed_form is not None:
@@ -125,19 +176,7 @@ class Activation:
                          nodes_radius: int | None = None, theta=None) -> tuple[Tensor, Tensor]:
         """(K, Kdot) by quadrature, whether or not a closed form exists (for checks). ``theta``:
         the angle of the pairs when known more accurately than from c (near rho = +-1)."""
-        q1, q2, c = _check_moments(q1, q2, c)
-        self.check_divergence(q1, q2, c, derivative=True)
-        if self.jumps:
-            raise NotImplementedError(
-                f"activation {self.name!r} is discontinuous at {list(self.kinks)}: its derivative "
-                "holds a Dirac mass, so Kdot needs a closed form: give kernel=... (a function "
-                "(q1, q2, c) -> (K, Kdot)) or use a continuous activation. The NNGP alone "
-                "needs no Kdot (act.nngp_map, net.kernel(x, get='nngp')).")
-        K, Kdot = quadrature.gaussian_expectation(
-            [(self, self), (self.derivative, self.derivative)], q1, q2, c, self.kinks,
-            theta=theta, label=f"E[phi(u) phi(v)] or E[phi'(u) phi'(v)] of {self.name!r}",
-            **_nodes(nodes_angle, nodes_radius))
-        return K, Kdot
+        return numerical.numerical_kernel(self, q1, q2, c, nodes_angle, nodes_radius, theta)
 
     def pair_map(self, q1, q2, c, theta, q1_out, q2_out) -> tuple[Tensor, Tensor, Tensor]:
         """One activation layer on pairs whose angle theta is known (to ~1e-16 absolute, also
@@ -154,34 +193,14 @@ class Activation:
             K, Kdot, out = self.angle_form(q1, q2, theta, **self.params)
             K, Kdot = self._checked(self.gain**2 * K, self.gain**2 * Kdot, q1, q2)
             if out is None:  # an angle form that leaves the output angle to the generic rule
-                out = self._output_angle(K, q1, q2, theta, q1_out, q2_out)
+                out = numerical.output_angle(self, K, q1, q2, theta, q1_out, q2_out)
             return K, Kdot, out
         if self.closed_form is not None:
             K, Kdot = self.kernel(q1, q2, c)
         else:
             q1c, q2c, cc = _check_moments(q1, q2, c)
             K, Kdot = self._checked(*self.numerical_kernel(q1c, q2c, cc, theta=theta), q1c, q2c)
-        return K, Kdot, self._output_angle(K, q1, q2, theta, q1_out, q2_out)
-
-    def _output_angle(self, K, q1, q2, theta, q1_out, q2_out) -> Tensor:
-        q1, q2, theta, q1_out, q2_out = torch.broadcast_tensors(q1, q2, theta, q1_out, q2_out)
-        out = corr_angle(q1_out, q2_out, K)[1].clone()
-        same = (theta == 0) & (q1 == q2)  # one input twice stays one input
-        out[same] = 0.0
-        zero = (q1_out == 0) | (q2_out == 0)  # a zero output is at angle pi/2 to everything
-        out[zero & ~same] = math.pi / 2
-        near = ((out < NEAR_ANGLE) | (out > math.pi - NEAR_ANGLE)) & ~same & ~zero
-        if bool(near.any()) and not self.jumps:
-            sel = near.nonzero(as_tuple=True)
-            gap, gap_plus = quadrature.gaussian_expectation(
-                [lambda u, v, a, b: (self(u) / a - self(v) / b) ** 2,
-                 lambda u, v, a, b: (self(u) / a + self(v) / b) ** 2],
-                q1[sel], q2[sel], (q1[sel] * q2[sel]).sqrt() * torch.cos(theta[sel]), self.kinks,
-                theta=theta[sel], entry_data=(q1_out[sel].sqrt(), q2_out[sel].sqrt()),
-                label=f"the output angle of {self.name!r}")
-            out[sel] = 2 * torch.atan2((gap / 2).clamp(min=0).sqrt(),
-                                       (gap_plus / 2).clamp(min=0).sqrt())
-        return out
+        return K, Kdot, numerical.output_angle(self, K, q1, q2, theta, q1_out, q2_out)
 
     def diagonal_kernel(self, q) -> tuple[Tensor, Tensor]:
         """(K, Kdot) at u = v: (E[phi(sqrt(q) z)^2], E[phi'(sqrt(q) z)^2]), by 1-D quadrature
@@ -189,12 +208,7 @@ class Activation:
         q = torch.as_tensor(q, dtype=torch.float64) if not torch.is_tensor(q) else q
         if self.closed_form is not None or self.jumps:
             return self.kernel(q, q, q)
-        q, _, _ = _check_moments(q, q, q)
-        self.check_divergence(q, q, q, derivative=True)
-        K, Kdot = gauss1d.gaussian_expectation_1d(
-            [lambda x: self(x) ** 2, lambda x: self.derivative(x) ** 2], q, self.kinks,
-            label=f"E[phi(x)^2] or E[phi'(x)^2] of {self.name!r}")
-        return self._checked(K.reshape(q.shape), Kdot.reshape(q.shape), q, q)
+        return numerical.diagonal_kernel(self, q)
 
     def nngp_map(self, q1, q2, c) -> Tensor:
         """K = E[phi(u) phi(v)] alone (finite also where Kdot is not, as for step and sign)."""
@@ -220,58 +234,51 @@ class Activation:
         ``derivative``, E[phi'(u) phi'(v)]) infinite: an order <= -1 at every correlation; an
         order <= -1/2 where the two inputs reach the singular point together (|rho| = 1 and
         u = v, or the point 0); an input of variance 0 sitting at the point."""
-        if not self.singular:
-            return
-        q1, q2, c = torch.broadcast_tensors(q1, q2, c)
-        rho1 = (c.abs() >= geometric_mean(q1, q2)) & (q1 > 0)
-        for s in self.singular:
-            parts = [("phi", s.order)] + ([("phi'", s.derivative_order)] if derivative else [])
-            for which, order in parts:
-                if order >= 0:
-                    continue
-                together = rho1 & ((s.at == 0.0) | ((c > 0) & (q1 == q2)))
-                bad = (((q1 == 0) | (q2 == 0)) & (s.at == 0.0)) | (together & (2 * order <= -0.999))
-                if order <= -0.999:
-                    bad = torch.ones_like(bad)
-                if bool(bad.any()):
-                    i = bad.reshape(-1).nonzero()[0]
-                    at = ", ".join(f"{n}={float(t.reshape(-1)[i]):.6g}"
-                                   for n, t in (("q1", q1), ("q2", q2), ("c", c)))
-                    raise KernelOverflowError(
-                        f"E[{which}(u) {which}(v)] of {self.name!r} diverges at {at}: |{which}(x)| "
-                        f"grows like |x - {s.at:g}|^{order:.3g} near x = {s.at:g}, and E|u - "
-                        f"{s.at:g}|^p is infinite for p <= -1 (p = {order:.3g} for one input, "
-                        f"{2 * order:.3g} where both reach the point together). Use an activation "
-                        "that is bounded there, or the NNGP where only phi' is singular.")
+        checks.check_divergence(self, q1, q2, c, derivative)
 
     def _checked(self, K: Tensor, Kdot: Tensor, q1: Tensor, q2: Tensor):
-        if all_finite(K) and all_finite(Kdot):
-            return K, Kdot
-        bad = ~(torch.isfinite(K) & torch.isfinite(Kdot))
-        if bool(bad.any()):
-            on_diag = bool(torch.isinf(Kdot[bad]).all()) and self.jumps
-            where = (f"q1={float(q1.broadcast_to(K.shape)[bad][0]):.6g}, "
-                     f"q2={float(q2.broadcast_to(K.shape)[bad][0]):.6g}")
-            if on_diag:
-                raise KernelOverflowError(
-                    f"Kdot of {self.name!r} is infinite at correlation +-1 ({where}): its "
-                    "derivative is a Dirac mass, so the NTK diagonal diverges. Use the NNGP, or a "
-                    "smooth version (erf for sign, sigmoid for step).")
-            raise KernelOverflowError(
-                f"the kernel of {self.name!r} is not finite at {where}: its Gaussian expectation "
-                "diverges or overflows at these variances. Lower w_std/b_std or the input scale.")
-        return K, Kdot
+        return checks.check_finite(self, K, Kdot, q1, q2)
 
     # ---- normalized dual --------------------------------------------------------------------
     def dual(self, rho) -> Tensor:
-        """Normalized dual (Daniely et al. 2016): E[phi(u) phi(v)] / E[phi(z)^2] at unit variance."""
-        rho = _as_rho(rho)
+        """The normalized dual f(rho) (Daniely et al. 2016).
+
+        f(rho) = E[phi(u) phi(v)] / E[phi(z)^2] for unit-variance u, v of correlation rho, so
+        that f(1) = 1.
+
+        Parameters
+        ----------
+        rho : tensor, float or array
+            Correlations in [-1, 1] (rounding beyond +-1 by ``CORR_SLACK`` is clamped).
+
+        Returns
+        -------
+        tensor
+            f(rho), float64, of rho's shape.
+
+        Raises
+        ------
+        ValueError
+            rho holds NaN, inf or values beyond +-1, or E[phi(z)^2] = 0 (no normalized dual).
+        KernelOverflowError
+            E[phi(u) phi(v)] diverges at unit variance.
+
+        Examples
+        --------
+        >>> relu = infnet.activation("relu")
+        >>> rho = torch.tensor([0.0, 1.0], dtype=torch.float64)
+        >>> [round(float(v), 6) for v in relu.dual(rho)]  # 1/pi and 1
+        [0.31831, 1.0]
+        >>> round(float(infnet.activation("identity").dual(0.3)), 6)
+        0.3
+        """
+        rho = as_rho(rho)
         one = torch.ones((), dtype=rho.dtype, device=rho.device)
         return self.nngp_map(one, one, rho) / self._norm2(one)
 
     def dual_derivative(self, rho) -> Tensor:
         """d dual / d rho = E[phi'(u) phi'(v)] / E[phi(z)^2] (Price's theorem)."""
-        rho = _as_rho(rho)
+        rho = as_rho(rho)
         one = torch.ones((), dtype=rho.dtype, device=rho.device)
         _, Kdot = self.kernel(one, one, rho)
         return Kdot / self._norm2(one)
@@ -284,10 +291,45 @@ class Activation:
 
     # ---- variants ---------------------------------------------------------------------------
     def with_params(self, **params) -> Activation:
-        from .catalog import activation  # rebuild through the catalog so kinks follow params
+        """The same catalog activation with other parameters.
 
-        return dataclasses.replace(activation(self.name, **{**self.params, **params}),
-                                   gain=self.gain)
+        Kinks and closed forms follow the new parameters; the gain is kept, and parameters not
+        given keep their values.
+
+        Parameters
+        ----------
+        **params
+            New values of the catalog entry's parameters, by name.
+
+        Returns
+        -------
+        Activation
+            The rebuilt activation.
+
+        Raises
+        ------
+        ValueError
+            The activation is not a catalog activation (a user function, or a renamed one such
+            as ``sine_activation``), or a parameter value is not finite or not allowed.
+        TypeError
+            The entry has no parameter of a given name, or a value is not a real number.
+
+        Examples
+        --------
+        >>> swish = infnet.activation("swish", beta=1.5)
+        >>> print(swish.with_params(beta=2.0))
+        Activation(swish, beta=2.0)
+        >>> print(infnet.activation("leaky_relu").scaled(2.0).with_params(alpha=0.2))
+        Activation(leaky_relu, alpha=0.2, gain=2)
+        """
+        if self._own_entry() is None:
+            raise ValueError(f"{self.name!r} is not a catalog activation, so it cannot be rebuilt "
+                             "with other parameters: build it again (infnet.activation(fn, ...))")
+        return dataclasses.replace(self.entry.build(**{**self.params, **params}), gain=self.gain)
+
+    def _own_entry(self):
+        """The catalog entry, where this activation still bears its name."""
+        return self.entry if self.entry is not None and self.entry.name == self.name else None
 
     def scaled(self, gain: float) -> Activation:
         """gain * phi: K and Kdot scale by gain^2."""
@@ -302,13 +344,32 @@ class Activation:
         one = torch.ones((), dtype=torch.float64)
         return self.scaled(1.0 / math.sqrt(float(self._norm2(one))))
 
+    def catalog_spec(self):
+        """(name, params, changed plain fields) when this is the catalog's activation of that
+        name (the same functions), possibly rescaled or re-described; else None. What a
+        pickle stores, and what the kernel store fingerprints."""
+        e = self._own_entry()
+        if e is None or (e.factory is None and self.fn is not e.fn):
+            return None
+        try:
+            base = e.build(**self.params)
+        except (TypeError, ValueError):
+            return None
+        if type(base) is not type(self):
+            return None
+        if e.factory is None and any(getattr(self, f) is not getattr(base, f)
+                                     for f in ("closed_form", "angle_form", "derivative_fn")):
+            return None  # (a factory builds new functions each time: its name and params decide)
+        changed = {f: getattr(self, f) for f in _PLAIN_FIELDS if getattr(self, f) != getattr(base, f)}
+        return self.name, dict(self.params), changed
+
     def __reduce_ex__(self, protocol):
         """Pickle a catalog activation as its name, parameters and changed plain fields (its
         functions are lambdas of the catalog, which pickle cannot store by reference); any
         other activation pickles field by field (its functions must be importable)."""
-        spec = _catalog_spec(self)
+        spec = self.catalog_spec()
         if spec is not None:
-            return (_from_catalog, spec)
+            return (type(self.entry).restore, spec)
         return super().__reduce_ex__(protocol)
 
     def __repr__(self) -> str:
@@ -319,77 +380,3 @@ class Activation:
 
 
 _PLAIN_FIELDS = ("kinks", "jumps", "formula", "source", "gain")
-
-
-def _catalog_spec(act: Activation):
-    """(name, params, changed plain fields) when ``act`` is the catalog's activation of that
-    name (same functions), possibly rescaled or re-described; else None."""
-    from .catalog import activation, entry
-
-    try:
-        e = entry(act.name)
-    except KeyError:
-        return None
-    if e.factory is None and act.fn is not e.fn:
-        return None
-    try:
-        base = activation(act.name, **act.params)
-    except (TypeError, ValueError):
-        return None
-    if type(base) is not type(act):
-        return None
-    if e.factory is None and any(getattr(act, f) is not getattr(base, f)
-                                 for f in ("closed_form", "angle_form", "derivative_fn")):
-        return None  # (a factory builds new functions each time: its name and params decide)
-    changed = {f: getattr(act, f) for f in _PLAIN_FIELDS if getattr(act, f) != getattr(base, f)}
-    return act.name, dict(act.params), changed
-
-
-def _from_catalog(name: str, params: dict, changed: dict) -> Activation:
-    from .catalog import activation
-
-    return dataclasses.replace(activation(name, **params), **changed)
-
-
-def all_finite(t: Tensor) -> bool:
-    """One pass (min and max; NaN propagates) instead of isfinite's several."""
-    if t.numel() == 0:
-        return True
-    lo, hi = torch.aminmax(t)
-    return math.isfinite(float(lo)) and math.isfinite(float(hi))
-
-
-def _nodes(nodes_angle, nodes_radius) -> dict:
-    return {"nodes_angle": nodes_angle or quadrature.NODES_ANGLE,
-            "nodes_radius": nodes_radius or quadrature.NODES_RADIUS}
-
-
-def _as_rho(rho) -> Tensor:
-    rho = torch.as_tensor(rho, dtype=torch.float64) if not torch.is_tensor(rho) else rho
-    rho = rho.to(torch.float64)
-    if not all_finite(rho):
-        raise ValueError("rho contains NaN or inf")
-    if bool((rho.abs() > 1 + _CORR_SLACK).any()):
-        raise ValueError(f"correlations must lie in [-1, 1]; got max |rho| = "
-                         f"{float(rho.abs().max()):.6g}")
-    return rho.clamp(-1.0, 1.0)
-
-
-def _check_moments(q1, q2, c) -> tuple[Tensor, Tensor, Tensor]:
-    """Float tensors with q >= 0 and |c| <= sqrt(q1 q2) (rounding clamped, violations raised)."""
-    ref = next((t for t in (c, q1, q2) if torch.is_tensor(t)), None)
-    # float64 whatever the inputs: a float32 expectation could not be exact
-    dtype = torch.float64
-    device = ref.device if ref is not None else None
-    q1, q2, c = (torch.as_tensor(t, dtype=dtype, device=device) for t in (q1, q2, c))
-    for name, t in (("q1", q1), ("q2", q2), ("c", c)):
-        if not all_finite(t):
-            raise ValueError(f"{name} contains NaN or inf; check the inputs and the layer variances")
-    if bool((q1 < 0).any()) or bool((q2 < 0).any()):
-        raise ValueError("variances q1, q2 must be >= 0")
-    bound = geometric_mean(q1, q2)
-    if bool((c.abs() > bound * (1 + _CORR_SLACK) + 1e-300).any()):
-        raise ValueError("|c| > sqrt(q1 q2): (q1, q2, c) is not a covariance matrix")
-    c = torch.maximum(torch.minimum(c, bound), -bound)
-    return q1, q2, c
-

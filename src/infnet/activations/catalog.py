@@ -6,6 +6,7 @@ form if one exists); see ``entries.py``. Nothing downstream special-cases a name
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import math
 import numbers
@@ -38,6 +39,33 @@ class Entry:
     #: builds something other than a plain Activation (gated units); gets (entry, params)
     factory: Callable[..., Activation] | None = None
 
+    def build(self, **params) -> Activation:
+        """The activation of this entry with ``params`` (checked; defaults for the rest)."""
+        unknown = set(params) - set(self.defaults)
+        if unknown:
+            valid = ", ".join(self.defaults) or "none"
+            raise TypeError(f"activation {self.name!r} has no parameter "
+                            f"{', '.join(sorted(unknown))}; its parameters are: {valid}")
+        values = {k: _parameter(self.name, k, v, self.defaults[k])
+                  for k, v in {**self.defaults, **params}.items()}
+        if self.check is not None:
+            self.check(**values)
+        if self.factory is not None:
+            return dataclasses.replace(self.factory(self, values), entry=self)
+        kinks = self.kinks(**values) if callable(self.kinks) else self.kinks
+        closed, angle = self.closed_form, self.angle_form
+        if closed is not None and self.closed_when is not None and not self.closed_when(**values):
+            closed = angle = None
+        return Activation(fn=self.fn, name=self.name, params=values,
+                          kinks=tuple(sorted(float(k) for k in kinks)), jumps=self.jumps,
+                          closed_form=closed, angle_form=angle, derivative_fn=self.derivative,
+                          formula=self.formula, source=self.source, entry=self)
+
+    @staticmethod
+    def restore(name: str, params: dict, changed: dict) -> Activation:
+        """Unpickle a catalog activation (``Activation.catalog_spec``)."""
+        return dataclasses.replace(entry(name).build(**params), **changed)
+
 
 _REGISTRY: dict[str, Entry] = {}
 _ALIASES: dict[str, str] = {}
@@ -60,14 +88,24 @@ def register(name: str, fn: Callable[..., Any], *, formula: str, source: str, **
 
 
 def list_activations() -> list[str]:
-    """Names of the catalog entries (aliases not repeated), sorted."""
-    _load()
+    """Names of the catalog entries (aliases not repeated), sorted.
+
+    Returns
+    -------
+    list of str
+        The names that ``infnet.activation`` takes (aliases work there too).
+
+    Examples
+    --------
+    >>> names = infnet.list_activations()
+    >>> "relu" in names and "swish" in names, names == sorted(names)
+    (True, True)
+    """
     return sorted(e.name for e in _REGISTRY.values())
 
 
 def entry(name: str) -> Entry:
     """The catalog entry for ``name`` (or an alias); a clear error listing close matches."""
-    _load()
     key = _key(name)
     key = _ALIASES.get(key, key)
     if key not in _REGISTRY:
@@ -84,6 +122,42 @@ def activation(name_or_fn, **params) -> Activation:
     """An Activation by catalog name with parameters as keywords, or from a torch function.
 
     ``activation("swish", beta=1.5)``; ``activation(my_fn, kinks=[0.0], name="mine")``.
+
+    Parameters
+    ----------
+    name_or_fn : str, callable or Activation
+        A catalog name or alias (``list_activations``; case, spaces and dashes do not matter),
+        a torch function phi (``user.from_function``), or an Activation (returned as it is, or
+        rebuilt with ``with_params`` when parameters are given).
+    **params
+        For a catalog name: the entry's parameters (the paper's defaults for the rest). For a
+        function: the keywords of ``user.from_function`` (``kinks``, ``name``, ``jumps``,
+        ``derivative``, ``kernel``, ``formula``, ``source``).
+
+    Returns
+    -------
+    Activation
+        The activation, with its kernel maps.
+
+    Raises
+    ------
+    KeyError
+        Unknown catalog name (the message lists close matches).
+    TypeError
+        ``name_or_fn`` is neither a name nor a callable; an unknown parameter or a value that is
+        not a number; a function that is not elementwise or not differentiable by torch.
+    ValueError
+        A parameter value that is not finite or not allowed; a function that returns NaN.
+
+    Examples
+    --------
+    >>> print(infnet.activation("swish", beta=1.5))
+    Activation(swish, beta=1.5)
+    >>> print(infnet.activation("leaky_relu"))  # the default parameter
+    Activation(leaky_relu, alpha=0.01)
+    >>> mine = infnet.activation(lambda x: torch.tanh(x) + 0.1 * x, name="mine")
+    >>> mine.name, mine.is_closed_form
+    ('mine', False)
     """
     if isinstance(name_or_fn, Activation):
         return name_or_fn.with_params(**params) if params else name_or_fn
@@ -92,24 +166,7 @@ def activation(name_or_fn, **params) -> Activation:
     if not isinstance(name_or_fn, str):
         raise TypeError(f"activation expects a name or a function, got {type(name_or_fn).__name__}")
     e = entry(name_or_fn)
-    unknown = set(params) - set(e.defaults)
-    if unknown:
-        valid = ", ".join(e.defaults) or "none"
-        raise TypeError(f"activation {e.name!r} has no parameter {', '.join(sorted(unknown))}; "
-                        f"its parameters are: {valid}")
-    values = {k: _parameter(e.name, k, v, e.defaults[k]) for k, v in {**e.defaults, **params}.items()}
-    if e.check is not None:
-        e.check(**values)
-    if e.factory is not None:
-        return e.factory(e, values)
-    kinks = e.kinks(**values) if callable(e.kinks) else e.kinks
-    closed, angle = e.closed_form, e.angle_form
-    if closed is not None and e.closed_when is not None and not e.closed_when(**values):
-        closed = angle = None
-    return Activation(fn=e.fn, name=e.name, params=values,
-                      kinks=tuple(sorted(float(k) for k in kinks)), jumps=e.jumps,
-                      closed_form=closed, angle_form=angle, derivative_fn=e.derivative,
-                      formula=e.formula, source=e.source)
+    return e.build(**params)
 
 
 def _parameter(name: str, key: str, value, default):
@@ -130,13 +187,3 @@ def _parameter(name: str, key: str, value, default):
     if not math.isfinite(value):
         raise ValueError(f"parameter {key} of activation {name!r} must be finite, got {value!r}")
     return float(value) if isinstance(default, float) else value
-
-
-_LOADED = False
-
-
-def _load() -> None:
-    global _LOADED
-    if not _LOADED:
-        _LOADED = True
-        from . import entries, entries_literature, gated  # noqa: F401  (register on import)

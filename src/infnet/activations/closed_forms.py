@@ -1,4 +1,4 @@
-"""Closed-form kernel maps (K, Kdot) as functions of (q1, q2, c); REFERENCES.md section 2.
+"""Closed-form kernel maps (K, Kdot) as functions of (q1, q2, c); docs/theory/closed-forms.md.
 
 Each function takes broadcasting float tensors q1, q2, c with |c| <= sqrt(q1 q2) (checked by the
 caller) and the activation's parameters, and returns (E[phi(u)phi(v)], E[phi'(u)phi'(v)]).
@@ -13,7 +13,7 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-from .moments import corr_angle, geometric_mean, sin_of_angle
+from ..numerics.moments import corr_angle, geometric_mean, sin_of_angle
 
 Tensor = torch.Tensor
 PI = math.pi
@@ -275,7 +275,8 @@ def hermite_coefficients(k: int) -> list[float]:
 
 def smoothed(base, noise_std: float):
     """Gaussian smoothing is variance inflation: phi = E_e[psi(x + e)], e ~ N(0, s^2), has
-    K_phi(q1, q2, c) = K_psi(q1 + s^2, q2 + s^2, c), and the same for Kdot (REFERENCES.md 2)."""
+    K_phi(q1, q2, c) = K_psi(q1 + s^2, q2 + s^2, c), and the same for Kdot
+    (docs/theory/closed-forms.md#gaussian-smoothing)."""
     s2 = noise_std * noise_std
 
     def kernel(q1, q2, c, **params):

@@ -1,5 +1,5 @@
 """Catalog entries: classic activations. Each is its formula, parameters, source, kinks and,
-where REFERENCES.md section 2 has one, its closed-form kernel."""
+where one exists (docs/theory/closed-forms.md), its closed-form kernel."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Catalog entries: activations from recent literature (REFERENCES.md section 7).
+"""Catalog entries: activations from recent literature (docs/theory/activations.md).
 
 Each entry is its formula, its paper's parameters and defaults, the paper, its kinks and, where one
 exists, its closed-form kernel. What could not be checked against the paper's own text is said so
@@ -14,8 +14,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..numerics import gauss
 from . import closed_forms as cf
-from . import gauss
 from .catalog import register
 from .entries import horner, positive
 

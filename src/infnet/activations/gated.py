@@ -3,7 +3,7 @@
 GLU(x) = value(a) * gate(b) with x = [a, b] split on the last axis (Dauphin et al. 2017;
 Shazeer 2020, arXiv 2002.05202). The two halves come from independent weights, so at infinite
 width K = K_value K_gate, and the NTK passes through as
-Theta_out = (Kdot_value K_gate + K_value Kdot_gate) Theta_in (REFERENCES.md section 2).
+Theta_out = (Kdot_value K_gate + K_value Kdot_gate) Theta_in (docs/theory/closed-forms.md#gated-units).
 """
 
 from __future__ import annotations
@@ -12,8 +12,9 @@ from dataclasses import dataclass, replace
 
 import torch
 
-from .base import Activation, _check_moments
+from .base import Activation
 from .catalog import activation, register
+from .checks import _check_moments
 
 Tensor = torch.Tensor
 

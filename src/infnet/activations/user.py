@@ -17,8 +17,9 @@ from collections.abc import Callable, Sequence
 import numpy as np
 import torch
 
-from .base import Activation, KernelFn, Singularity
-from .smoothness import SPAN, Breakpoint, breakpoints, nan_point
+from ..numerics.smoothness import SPAN, Breakpoint, breakpoints, nan_point
+from .base import Activation, KernelFn
+from .checks import Singularity
 
 Tensor = torch.Tensor
 

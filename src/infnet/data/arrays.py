@@ -26,10 +26,47 @@ class DataFileError(ValueError):
 
 
 def read_array(spec: str, *, key: str = "x", what: str = "data") -> np.ndarray:
-    """The array in a .npy/.npz/.csv/.txt file, or scikit-learn's embedded digits for
-    ``"digits"`` ((1797, 64) float64). A .npz gives its array ``key``, else its only array;
-    text files give one row per line (comma-separated for .csv, whitespace otherwise), at least
-    2-D. ``what`` names the file's role in messages ("data", "labels")."""
+    """Read the array in a .npy, .npz, .csv or .txt file (or scikit-learn's digits).
+
+    Parameters
+    ----------
+    spec : str
+        The file's path, or ``"digits"`` for scikit-learn's embedded digits ((1797, 64)
+        float64).
+    key : str, default "x"
+        The array of a .npz file to read; a .npz holding one array gives that one whatever
+        its name.
+    what : str, default "data"
+        The file's role, as messages name it ("data", "labels").
+
+    Returns
+    -------
+    numpy.ndarray
+        The array as stored (.npy, .npz: numeric, at least one row); text files give float64,
+        one row per line (comma-separated for .csv, whitespace otherwise), at least 2-D.
+
+    Raises
+    ------
+    DataFileError
+        The file is missing, a folder, of an unknown suffix, truncated or not the format its
+        name says, holds Python objects (never unpickled), non-numeric or ragged text, or no
+        rows; a .npz of several arrays lacks ``key``. The message names the file.
+
+    Examples
+    --------
+    >>> np.save("x.npy", np.arange(6.0).reshape(3, 2))
+    >>> infnet.data.read_array("x.npy").shape
+    (3, 2)
+    >>> np.savetxt("x.csv", [[1.0, 2.0, 3.0]], delimiter=",")
+    >>> infnet.data.read_array("x.csv").tolist()
+    [[1.0, 2.0, 3.0]]
+    >>> infnet.data.read_array("digits").shape
+    (1797, 64)
+    >>> infnet.data.read_array("missing.npy")
+    Traceback (most recent call last):
+        ...
+    infnet.data.arrays.DataFileError: no data file 'missing.npy' (give a .npy, .npz, .csv or .txt file ...)
+    """
     if spec == "digits":
         from sklearn.datasets import load_digits
 
@@ -43,9 +80,42 @@ def read_array(spec: str, *, key: str = "x", what: str = "data") -> np.ndarray:
 
 
 def read_labels(spec: str, *, key: str = "y") -> np.ndarray:
-    """Labels or targets from a file (``read_array``, .npz key ``key``): one column of integer
-    values as a 1-D int64 array of labels, any other values as float64 targets (one column as a
-    1-D array, in every file type)."""
+    """Read labels or regression targets from a file (as ``read_array``).
+
+    One column of integer values (an integer dtype in .npy/.npz, integer literals such as
+    ``3`` in text files, not ``3.0``) is a 1-D int64 array of labels; any other values are
+    float64 targets (one column as a 1-D array, in every file type). Booleans count as
+    integers; an integer matrix (one-hot already) is returned as float64.
+
+    Parameters
+    ----------
+    spec : str
+        The path of a .npy, .npz, .csv or .txt file.
+    key : str, default "y"
+        The array of a .npz file to read (its only array if it holds one).
+
+    Returns
+    -------
+    numpy.ndarray
+        (n,) int64 labels, or (n,) or (n, m) float64 targets.
+
+    Raises
+    ------
+    DataFileError
+        The file cannot be read (see ``read_array``), or holds an empty, non-numeric or more
+        than 2-D array.
+
+    Examples
+    --------
+    >>> np.savetxt("labels.txt", [0, 1, 1, 2], fmt="%d")
+    >>> y = infnet.data.read_labels("labels.txt")
+    >>> y.tolist(), y.dtype.name
+    ([0, 1, 1, 2], 'int64')
+    >>> np.save("targets.npy", np.array([[0.5], [1.5]]))
+    >>> t = infnet.data.read_labels("targets.npy")
+    >>> t.tolist(), t.dtype.name
+    ([0.5, 1.5], 'float64')
+    """
     path = _existing(spec, "labels")
     if path.suffix in (".csv", ".txt"):
         try:
@@ -67,7 +137,34 @@ def read_labels(spec: str, *, key: str = "y") -> np.ndarray:
 
 
 def unit_rows(x: np.ndarray, name: str = "data") -> np.ndarray:
-    """The rows of x scaled to unit norm; a zero row is an error (it has no direction)."""
+    """Scale the rows of x to unit norm.
+
+    Parameters
+    ----------
+    x : numpy.ndarray
+        (n, ...) array; each sample (row, or sub-array) is divided by its L2 norm.
+    name : str, default "data"
+        What x is, as the error message names it.
+
+    Returns
+    -------
+    numpy.ndarray
+        x with every sample of norm 1.
+
+    Raises
+    ------
+    DataFileError
+        A row is zero: it has no direction, so it cannot be scaled to unit norm.
+
+    Examples
+    --------
+    >>> infnet.data.unit_rows(np.array([[3.0, 4.0], [0.0, 2.0]])).tolist()
+    [[0.6, 0.8], [0.0, 1.0]]
+    >>> infnet.data.unit_rows(np.array([[1.0, 0.0], [0.0, 0.0]]))
+    Traceback (most recent call last):
+        ...
+    infnet.data.arrays.DataFileError: row 1 of data is a zero vector: it cannot be scaled to unit norm
+    """
     norms = np.linalg.norm(x.reshape(len(x), -1), axis=1)
     if not (norms > 0).all():
         raise DataFileError(f"row {int(np.argmin(norms))} of {name} is a zero vector: it cannot "
@@ -113,8 +210,40 @@ def _npy(path: Path) -> np.ndarray:
 
 
 def read_npz(spec, names) -> dict[str, np.ndarray]:
-    """The arrays ``names`` of a .npz file (all of them read and checked: numeric, >= 1 row);
-    ``DataFileError`` names the file and what is missing or broken."""
+    """Read the named arrays of a .npz file.
+
+    All of them are read and checked (numeric, at least one row) before anything is returned.
+
+    Parameters
+    ----------
+    spec : str or os.PathLike
+        The path of a .npz file.
+    names : iterable of str
+        The arrays to read.
+
+    Returns
+    -------
+    dict of str to numpy.ndarray
+        The arrays, by name.
+
+    Raises
+    ------
+    DataFileError
+        The file is missing, a folder, not a .npz (zip) archive, truncated or corrupt, holds
+        Python objects, lacks some of ``names``, or one of them is not numeric or has no rows;
+        the message names the file and what is missing or broken.
+
+    Examples
+    --------
+    >>> np.savez("train.npz", x=np.zeros((4, 3)), y=np.arange(4))
+    >>> arrays = infnet.data.read_npz("train.npz", ["x", "y"])
+    >>> {name: a.shape for name, a in arrays.items()}
+    {'x': (4, 3), 'y': (4,)}
+    >>> infnet.data.read_npz("train.npz", ["x", "w"])
+    Traceback (most recent call last):
+        ...
+    infnet.data.arrays.DataFileError: train.npz lacks arrays ['w']: it needs x, w
+    """
     path = _existing(str(spec), "data")
     return _npz(path, list(names), "data")
 

@@ -13,13 +13,7 @@ from __future__ import annotations
 import numpy as np
 from sklearn.base import BaseEstimator, OneToOneFeatureMixin, TransformerMixin
 from sklearn.pipeline import Pipeline
-from sklearn.utils.validation import check_array, check_is_fitted
-
-try:
-    from sklearn.utils.validation import validate_data
-except ImportError:  # scikit-learn < 1.6
-    def validate_data(estimator, X, **kwargs):
-        return estimator._validate_data(X, **kwargs)
+from sklearn.utils.validation import check_array, check_is_fitted, validate_data
 
 
 def _matrix(estimator, X, reset: bool) -> np.ndarray:
@@ -32,7 +26,31 @@ def _matrix(estimator, X, reset: bool) -> np.ndarray:
 
 
 class Flatten(TransformerMixin, BaseEstimator):
-    """(n, ...) -> (n, d): each sample (an image (h, w) or (h, w, c)) as one row, in C order."""
+    """Flatten each sample (an image (h, w) or (h, w, c)) into one row, in C order.
+
+    (n, ...) -> (n, d), d the product of the sample shape; a reshape, which keeps the dtype.
+
+    Attributes
+    ----------
+    sample_shape_ : tuple of int
+        The shape of one training sample.
+    n_features_in_ : int
+        d, the number of values of one sample.
+
+    Raises
+    ------
+    ValueError
+        In ``transform``: samples of another shape than in ``fit``.
+    sklearn.exceptions.NotFittedError
+        ``transform`` before ``fit``.
+
+    Examples
+    --------
+    >>> images = np.zeros((4, 3, 2), np.uint8)
+    >>> x = infnet.data.Flatten().fit_transform(images)
+    >>> x.shape, x.dtype.name
+    ((4, 6), 'uint8')
+    """
 
     def fit(self, X, y=None):
         self.sample_shape_ = check_array(X, allow_nd=True).shape[1:]
@@ -50,7 +68,34 @@ class Flatten(TransformerMixin, BaseEstimator):
 
 
 class Scale(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
-    """x -> x / max_value: pixel values in [0, 255] (uint8) onto [0, 1] by default."""
+    """Divide by ``max_value``: pixel values in [0, 255] (uint8) onto [0, 1] by default.
+
+    x -> x / max_value, in float64.
+
+    Parameters
+    ----------
+    max_value : float, default 255.0
+        The largest value the data may take; finite and > 0.
+
+    Raises
+    ------
+    ValueError
+        In ``fit``: ``max_value`` not finite and > 0, negative training values, or training
+        values above ``max_value``; (n, d) arrays only (``Flatten`` images first); in
+        ``transform``: another number of features than in ``fit``.
+    sklearn.exceptions.NotFittedError
+        ``transform`` before ``fit``.
+
+    Examples
+    --------
+    >>> x = np.array([[0, 51, 255]], np.uint8)
+    >>> infnet.data.Scale().fit_transform(x).tolist()
+    [[0.0, 0.2, 1.0]]
+    >>> infnet.data.Scale(max_value=10.0).fit(x)
+    Traceback (most recent call last):
+        ...
+    ValueError: Scale maps [0, 10] onto [0, 1], but the training values range from 0 to 255: set max_value
+    """
 
     def __init__(self, max_value: float = 255.0):
         self.max_value = max_value
@@ -78,7 +123,29 @@ class Scale(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
 
 
 class Center(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
-    """x -> x - mean_, mean_ the training feature mean."""
+    """Subtract the training feature mean: x -> x - mean_, in float64.
+
+    Attributes
+    ----------
+    mean_ : numpy.ndarray
+        (d,), the training feature mean.
+
+    Raises
+    ------
+    ValueError
+        (n, d) arrays only (``Flatten`` images first); in ``transform``: another number of
+        features than in ``fit``.
+    sklearn.exceptions.NotFittedError
+        ``transform`` before ``fit``.
+
+    Examples
+    --------
+    >>> center = infnet.data.Center().fit(np.array([[1.0, 2.0], [3.0, 6.0]]))
+    >>> center.mean_.tolist()
+    [2.0, 4.0]
+    >>> center.transform(np.array([[2.0, 5.0]])).tolist()
+    [[0.0, 1.0]]
+    """
 
     def fit(self, X, y=None):
         self.mean_ = _matrix(self, X, reset=True).mean(axis=0)
@@ -90,8 +157,29 @@ class Center(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
 
 
 class UnitNorm(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
-    """x -> x / |x|_2, row by row (no state but the feature count); a zero row is an error, as it
-    has no direction (unlike ``sklearn.preprocessing.Normalizer``, which leaves it at zero)."""
+    """Scale each row onto the unit sphere: x -> x / |x|_2, in float64.
+
+    No state but the feature count. A zero row is an error, as it has no direction (unlike
+    ``sklearn.preprocessing.Normalizer``, which leaves it at zero).
+
+    Raises
+    ------
+    ValueError
+        In ``transform``: a zero row; (n, d) arrays only (``Flatten`` images first); another
+        number of features than in ``fit``.
+    sklearn.exceptions.NotFittedError
+        ``transform`` before ``fit``.
+
+    Examples
+    --------
+    >>> x = np.array([[3.0, 4.0], [0.0, -2.0]])
+    >>> infnet.data.UnitNorm().fit_transform(x).tolist()
+    [[0.6, 0.8], [0.0, -1.0]]
+    >>> infnet.data.UnitNorm().fit_transform(np.zeros((2, 2)))
+    Traceback (most recent call last):
+        ...
+    ValueError: row 0 is the zero vector (2 such rows), which has no direction: remove it, ...
+    """
 
     def fit(self, X, y=None):
         _matrix(self, X, reset=True)
@@ -109,8 +197,10 @@ class UnitNorm(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
 
 
 class ZCAWhitening(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
-    """Regularized ZCA whitening: x -> (x - mean_) W (Lee et al. 2020, "Finite versus infinite
-    neural networks: an empirical study", NeurIPS, arXiv 2007.15801, section on ZCA whitening).
+    """Regularized ZCA whitening: x -> (x - mean_) W.
+
+    As in Lee et al. 2020, "Finite versus infinite neural networks: an empirical study",
+    NeurIPS, arXiv 2007.15801, section on ZCA whitening.
 
     With the training covariance Sigma = X_c^T X_c / n = V diag(lambda) V^T of the centered
     features (d of them), W = V (diag(lambda) + eps tr(Sigma)/d I)^(-1/2) V^T with eps =
@@ -122,8 +212,42 @@ class ZCAWhitening(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
     a nonsingular Sigma only. Unlike that code, the features are centered by their training mean
     and the eigenvalues are not altered when n < d.
 
-    Attributes: ``mean_`` (d,), ``whitening_`` W (d, d), ``eigenvalues_`` lambda (ascending),
-    ``shift_`` = eps tr(Sigma)/d.
+    Parameters
+    ----------
+    regularization : float, default 0.1
+        eps, relative to the mean eigenvalue tr(Sigma)/d; a finite number >= 0 (0: plain ZCA).
+
+    Attributes
+    ----------
+    mean_ : numpy.ndarray
+        (d,), the training feature mean.
+    whitening_ : numpy.ndarray
+        W, (d, d).
+    eigenvalues_ : numpy.ndarray
+        lambda, the eigenvalues of Sigma (ascending).
+    shift_ : float
+        eps tr(Sigma)/d.
+
+    Raises
+    ------
+    ValueError
+        In ``fit``: ``regularization`` not a finite number >= 0, fewer than 2 samples, every
+        feature constant, or a singular covariance with ``regularization`` = 0; (n, d) arrays
+        only (``Flatten`` images first); in ``transform``: another number of features.
+    sklearn.exceptions.NotFittedError
+        ``transform`` before ``fit``.
+
+    Examples
+    --------
+    >>> rng = np.random.default_rng(0)
+    >>> x = rng.normal(size=(200, 3)) * [1.0, 2.0, 5.0]
+    >>> zca = infnet.data.ZCAWhitening(regularization=0.0).fit(x)
+    >>> white = zca.transform(x)
+    >>> bool(np.allclose(white.T @ white / len(x), np.eye(3)))
+    True
+    >>> zca = infnet.data.ZCAWhitening(regularization=0.1).fit(x)
+    >>> round(float(zca.shift_), 6) == round(0.1 * float(zca.eigenvalues_.sum()) / 3, 6)
+    True
     """
 
     def __init__(self, regularization: float = 0.1):
@@ -159,9 +283,41 @@ class ZCAWhitening(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
 
 def standard_preprocessing(zca: float | None = None, center: bool = True, unit_norm: bool = True, *,
                            max_value: float | None = 255.0) -> Pipeline:
-    """Flatten -> Scale(max_value) -> ZCAWhitening(zca) if zca is not None, else Center if
-    center -> UnitNorm if unit_norm. (ZCA centers by itself.) max_value=None skips Scale, for
-    data that are not pixel values. Fit it on the training set, then transform both sets."""
+    """The standard preprocessing pipeline: Flatten, Scale, ZCA or Center, UnitNorm.
+
+    Flatten -> Scale(max_value) -> ZCAWhitening(zca) if zca is not None, else Center if
+    center -> UnitNorm if unit_norm. (ZCA centers by itself.) Fit it on the training set, then
+    transform both sets.
+
+    Parameters
+    ----------
+    zca : float, optional
+        The ``regularization`` of a ``ZCAWhitening`` step; None: no whitening.
+    center : bool, default True
+        A ``Center`` step (when there is no ZCA step, which centers by itself).
+    unit_norm : bool, default True
+        A final ``UnitNorm`` step.
+    max_value : float or None, default 255.0
+        The ``Scale`` step's ``max_value``; None skips Scale, for data that are not pixel
+        values.
+
+    Returns
+    -------
+    sklearn.pipeline.Pipeline
+        The steps, named "flatten", "scale", "zca" or "center", "unit_norm".
+
+    Examples
+    --------
+    >>> pipe = infnet.data.standard_preprocessing(zca=0.1)
+    >>> [name for name, _ in pipe.steps]
+    ['flatten', 'scale', 'zca', 'unit_norm']
+    >>> images = np.random.default_rng(0).integers(0, 256, size=(10, 4, 4), dtype=np.uint8)
+    >>> x = pipe.fit_transform(images)
+    >>> x.shape, bool(np.allclose(np.linalg.norm(x, axis=1), 1.0))
+    ((10, 16), True)
+    >>> [name for name, _ in infnet.data.standard_preprocessing(max_value=None).steps]
+    ['flatten', 'center', 'unit_norm']
+    """
     steps = [("flatten", Flatten())]
     if max_value is not None:
         steps.append(("scale", Scale(max_value)))

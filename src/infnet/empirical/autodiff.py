@@ -2,7 +2,7 @@
 
 Two implementations of Theta(x, x')_{ab} = sum_p dF_a(x)/dtheta_p dF_b(x')/dtheta_p from Novak,
 Sohl-Dickstein & Schoenholz, "Fast Finite Width Neural Tangent Kernel" (ICML 2022,
-arXiv 2206.08720), section 3; REFERENCES.md section 6:
+arXiv 2206.08720), section 3; docs/theory/finite-width.md#jacobian-contraction-and-ntk-vector-products:
 
 - Jacobian contraction: per-sample Jacobians J(x) (O x P) by reverse mode, then
   Theta = J(x) J(x')^T summed over the parameter tensors. Cost N O [FP] + N^2 O^2 P.

@@ -3,7 +3,8 @@
 Theta(x, x')_{ab} = sum_p dF_a(x)/dtheta_p dF_b(x')/dtheta_p over the trainable parameters
 (Jacot, Gabriel & Hongler 2018), computed by one of the three implementations of Novak,
 Sohl-Dickstein & Schoenholz, "Fast Finite Width Neural Tangent Kernel" (ICML 2022,
-arXiv 2206.08720); REFERENCES.md section 6. Inputs are cut into blocks so that memory stays near
+arXiv 2206.08720); docs/theory/finite-width.md#empirical-ntk. Inputs are cut into blocks so that memory
+stays near
 ``BUDGET`` bytes whatever N is.
 """
 
@@ -116,13 +117,16 @@ def empirical_ntk(model: nn.Module, x1: Tensor, x2: Tensor | None = None, *, met
 
     Parameters
     ----------
-    x1, x2 : tensors (N1, ...), (N2, ...) of the same dtype and device as the model;
+    model : torch.nn.Module
+        The network; it maps a batch (N, ...) to outputs (N, ...).
+    x1, x2 : tensor
+        Inputs (N1, ...), (N2, ...) of the same dtype and device as the model;
         ``x2=None`` means x2 = x1 (and uses the symmetry).
-    method : "auto", "jacobian", "ntvp" or "structured"
+    method : {"auto", "jacobian", "ntvp", "structured"}
         Jacobian contraction, NTK-vector products, or structured derivatives (an ``nn.Sequential``
         of ``nn.Linear`` and elementwise modules only, see ``Elementwise``). "auto": structured
         when the model is such an MLP, else the cheaper of the other two by the FLOP estimates
-        of REFERENCES.md section 6.
+        of docs/theory/finite-width.md#choosing-a-method.
     trace : bool
         True: the (N1, N2) kernel summed over the O outputs and divided by O, i.e. the mean of
         Theta_{aa} over outputs (neural-tangents' ``trace_axes=(-1,)``, which averages). False:
@@ -131,10 +135,36 @@ def empirical_ntk(model: nn.Module, x1: Tensor, x2: Tensor | None = None, *, met
         Samples per block of x1 and x2; default: blocks whose Jacobians (per-layer derivatives
         for "structured") take about 256 MiB.
 
-    Raises ValueError for modules that make outputs random or batch-dependent (BatchNorm or
-    Dropout in training mode: call ``model.eval()``), inputs the model cannot take (the shapes
-    are named), non-floating outputs, mismatched dtypes or devices, no trainable parameters;
-    FloatingPointError if the kernel has nan or inf entries.
+    Returns
+    -------
+    tensor
+        Theta: (N1, N2) when ``trace``, else (N1, N2, O, O), in the model's dtype.
+
+    Raises
+    ------
+    TypeError
+        ``model`` is not an ``nn.Module``, or an input is not a tensor.
+    ValueError
+        Modules that make outputs random or batch-dependent (BatchNorm or Dropout in training
+        mode: call ``model.eval()``), inputs the model cannot take (the shapes are named),
+        non-floating outputs, mismatched dtypes or devices, no trainable parameters, an unknown
+        ``method`` (or "structured" for a model that is not an MLP), or an invalid
+        ``batch_size``.
+    FloatingPointError
+        The kernel (or the model's outputs) has nan or inf entries.
+
+    Examples
+    --------
+    >>> model = torch.nn.Sequential(torch.nn.Linear(3, 8, dtype=torch.float64), torch.nn.Tanh(),
+    ...                             torch.nn.Linear(8, 2, dtype=torch.float64))
+    >>> x = torch.linspace(-1, 1, 12, dtype=torch.float64).reshape(4, 3)
+    >>> theta = infnet.empirical_ntk(model, x)
+    >>> theta.shape, bool(torch.allclose(theta, theta.T))
+    (torch.Size([4, 4]), True)
+    >>> infnet.empirical_ntk(model, x, x[:3], trace=False).shape
+    torch.Size([4, 3, 2, 2])
+    >>> bool(torch.allclose(infnet.empirical_ntk(model, x, method="jacobian"), theta))
+    True
     """
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module (see empirical_ntk_fn for functions), "
@@ -163,8 +193,49 @@ def empirical_ntk_fn(fn, params: dict[str, Tensor], x1: Tensor, x2: Tensor | Non
                      batch_size: int | None = None) -> Tensor:
     """Empirical NTK of a function ``fn(params, x)`` (batch (N, ...) to outputs (N, ...)).
 
-    ``params``: dict of the tensors to differentiate (detached here). ``method``: "auto",
-    "jacobian" or "ntvp"; the rest as in ``empirical_ntk``.
+    Theta(x, x')_{ab} = sum_p dF_a(x)/dparams_p dF_b(x')/dparams_p, as in ``empirical_ntk``.
+
+    Parameters
+    ----------
+    fn : callable
+        ``fn(params, x)``, mapping a batch (N, ...) to outputs (N, ...).
+    params : dict of str to tensor
+        The tensors to differentiate (detached here).
+    x1, x2 : tensor
+        Inputs (N1, ...), (N2, ...); ``x2=None`` means x2 = x1 (and uses the symmetry).
+    method : {"auto", "jacobian", "ntvp"}
+        As in ``empirical_ntk`` ("structured" needs a module).
+    trace : bool
+        As in ``empirical_ntk``: the (N1, N2) mean over outputs, or the full (N1, N2, O, O).
+    batch_size : int, optional
+        As in ``empirical_ntk``.
+
+    Returns
+    -------
+    tensor
+        Theta: (N1, N2) when ``trace``, else (N1, N2, O, O).
+
+    Raises
+    ------
+    ValueError
+        ``method="structured"`` or an unknown method, inputs ``fn`` cannot take, mismatched
+        dtypes or devices, non-floating outputs, no parameters, an invalid ``batch_size``.
+    TypeError
+        ``params`` is not a dict of tensors, or an input is not a tensor.
+    FloatingPointError
+        The kernel (or the outputs) has nan or inf entries.
+
+    Examples
+    --------
+    >>> from infnet.empirical import empirical_ntk_fn
+    >>> def f(p, x):
+    ...     return torch.tanh(x @ p["w"])[:, None]
+    >>> w = torch.tensor([0.5, -1.0, 2.0], dtype=torch.float64)
+    >>> x = torch.linspace(-1, 1, 12, dtype=torch.float64).reshape(4, 3)
+    >>> theta = empirical_ntk_fn(f, {"w": w}, x)
+    >>> d = 1 - torch.tanh(x @ w) ** 2  # Theta = tanh'(x.w) tanh'(x'.w) x.x'
+    >>> theta.shape, bool(torch.allclose(theta, d[:, None] * d[None, :] * (x @ x.T)))
+    (torch.Size([4, 4]), True)
     """
     if method == "structured":
         raise ValueError("method='structured' needs an nn.Module (an MLP); use empirical_ntk")

@@ -35,7 +35,25 @@ ELEMENTWISE = (nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.ELU, nn.SELU, nn.CELU, nn.GEL
 
 
 class Elementwise(nn.Module):
-    """An elementwise function as a module, e.g. ``Elementwise(infnet.activation("swish"))``."""
+    """An elementwise function as a module, e.g. ``Elementwise(infnet.activation("swish"))``.
+
+    Marked ``elementwise``, so the structured derivatives of ``empirical_ntk`` apply to MLPs
+    made with it (what ``Network.finite`` builds for activations).
+
+    Parameters
+    ----------
+    fn : callable
+        An elementwise torch function, such as an infnet Activation.
+
+    Examples
+    --------
+    >>> from infnet.empirical import Elementwise
+    >>> module = Elementwise(infnet.activation("relu"))
+    >>> print(module)
+    Elementwise(relu)
+    >>> module(torch.tensor([-1.0, 2.0], dtype=torch.float64)).tolist()
+    [0.0, 2.0]
+    """
 
     elementwise = True
 

@@ -1,8 +1,20 @@
-"""Networks of layers and their infinite-width kernels."""
+"""Networks of layers and their infinite-width kernels.
 
-from .layers import Dense, Moments, Nonlinearity
-from .network import IllConditionedError, Kernel, Network, fc, serial
-from .table import AngleTable
+``layers`` (the layer protocol, Dense, activations, LayerNorm), ``branches`` (residual sums
+and parallel branches), ``modules`` (their torch.nn pieces), ``network`` (a serial composition and its
+kernels on data, tile by tile), ``runs`` (repeated blocks jumped over at fixed points),
+``inputs`` (data checks, angles, the ``Kernel`` value), ``infinite`` (the infinite-depth
+network), ``compose`` (``serial``, ``fc``) and ``finite`` (the finite-width ``torch.nn``
+counterparts and Monte Carlo kernels).
+"""
 
-__all__ = ["AngleTable", "Dense", "IllConditionedError", "Kernel", "Moments", "Network", "Nonlinearity",
-           "fc", "serial"]
+from .branches import Branches, branch_sum, parallel, residual
+from .compose import fc, serial
+from .inputs import Kernel
+from .layers import Dense, Layer, Moments, Nonlinearity
+from .network import Network
+from .normalization import LayerNorm
+from .trace import IllConditionedError
+
+__all__ = ["Branches", "Dense", "IllConditionedError", "Kernel", "Layer", "LayerNorm", "Moments",
+           "Network", "Nonlinearity", "branch_sum", "fc", "parallel", "residual", "serial"]

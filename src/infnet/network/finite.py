@@ -2,8 +2,9 @@
 
 ``build(net, width, in_features=d)`` (``Network.finite``) reads the layers of a ``Network`` and
 returns the ``torch.nn.Sequential`` whose infinite-width limit is ``net.kernel``: module i is
-layer i of the spec. REFERENCES.md section 1; Jacot et al. 2018 (NTK parameterization), Sohl-Dickstein
-et al. 2020, arXiv 2001.07301 (standard parameterization):
+layer i of the spec, built by the layer (``Layer.finite``). Theory: docs/theory/finite-width.md;
+Jacot et al. 2018 (NTK parameterization), Sohl-Dickstein et al. 2020, arXiv 2001.07301
+(standard parameterization):
 
     NTK:       y = (w_std / sqrt(n_in)) W x + b_std b,   W, b ~ N(0, 1) trained
     standard:  y = W x + b,   W ~ N(0, w_std^2 / n_in),  b ~ N(0, b_std^2) trained
@@ -21,58 +22,26 @@ random initializations, with standard errors (Lee et al. 2018, arXiv 1711.00165;
 
 from __future__ import annotations
 
-import math
-import warnings
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 from torch import nn
 
-from ..activations.gated import Gated
-from .layers import Dense, Nonlinearity
+from .infinite import InfiniteDepth
+from .layers import Dense
+from .modules import BuildContext
 
 Tensor = torch.Tensor
-
-
-class Scale(nn.Module):
-    """x -> factor * x, a fixed elementwise scaling (no parameters; ``elementwise`` for the
-    structured empirical NTK)."""
-
-    elementwise = True
-
-    def __init__(self, factor: float):
-        super().__init__()
-        self.factor = float(factor)
-
-    def forward(self, x: Tensor) -> Tensor:
-        return x * self.factor
-
-    def extra_repr(self) -> str:
-        return f"{self.factor:.6g}"
-
-
-class GatedUnit(nn.Module):
-    """A gated activation (GLU family) on the two halves of the last axis: value(a) * gate(b).
-    Not elementwise: the empirical NTK of a network with it uses the general methods."""
-
-    def __init__(self, act: Gated):
-        super().__init__()
-        self.act = act
-
-    def forward(self, x: Tensor) -> Tensor:
-        return self.act(x)
-
-    def extra_repr(self) -> str:
-        return self.act.name
 
 
 def build(net, width: int | None = None, *, in_features: int, outputs: int = 1, seed: int | None = None,
           dtype: torch.dtype = torch.float64, device=None) -> nn.Sequential:
     """The finite network of the spec ``net`` (module docstring): an ``nn.Sequential`` with one
-    module per layer of ``net`` (a Dense: ``nn.Linear``, or for the NTK parameterization
-    ``nn.Sequential(Scale, nn.Linear, Scale)``; an activation: ``infnet.empirical.Elementwise``,
-    or ``GatedUnit`` for the GLU family).
+    module per layer of ``net``, each built by the layer itself (``Layer.finite``: a Dense is
+    ``nn.Linear``, or for the NTK parameterization ``nn.Sequential(Scale, nn.Linear, Scale)``;
+    an activation ``infnet.empirical.Elementwise``, or ``GatedUnit`` for the GLU family;
+    ``LayerNorm`` ``nn.LayerNorm``; branches a ``BranchModule``).
 
     ``width``: output width of every Dense but the last, unless that Dense has its own ``width``
     (the standard parameterization's NTK depends on it, so the spec's value wins; under the NTK
@@ -83,8 +52,6 @@ def build(net, width: int | None = None, *, in_features: int, outputs: int = 1, 
     random seed) in ``dtype`` and then moved to ``device``: one seed gives the same network on every
     device, bit for bit on the CPU.
     """
-    from ..empirical import Elementwise
-
     layers = _check_spec(net)
     for name, value in (("in_features", in_features), ("outputs", outputs)):
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
@@ -98,33 +65,28 @@ def build(net, width: int | None = None, *, in_features: int, outputs: int = 1, 
         gen.seed()
     else:
         gen.manual_seed(seed)
-    last = max(i for i, layer in enumerate(layers) if isinstance(layer, Dense))
-    modules, n_in = [], in_features
-    for i, layer in enumerate(layers):
-        if isinstance(layer, Nonlinearity):
-            if isinstance(layer.act, Gated):
-                modules.append(GatedUnit(layer.act))  # halves the doubled Dense before it
-            else:
-                if layer.act.jumps:
-                    warnings.warn(f"{layer.act.name} is discontinuous: autograd gives phi' = 0 almost "
-                                  "everywhere, so the empirical NTK of the finite network misses the "
-                                  "Dirac mass of phi' and does not converge to net.kernel's NTK (the "
-                                  "NNGP does)", stacklevel=3)
-                modules.append(Elementwise(layer.act))
-            continue
-        n_out = outputs if i == last else _hidden_width(layer, width, i)
-        gated = i + 1 < len(layers) and isinstance(layers[i + 1], Nonlinearity) \
-            and isinstance(layers[i + 1].act, Gated)
-        modules.append(_dense(layer, n_in, 2 * n_out if gated else n_out, gen, dtype, device))
-        n_in = n_out
+    ctx = BuildContext(width, outputs, gen, dtype, device)
+    modules, _ = build_layers(layers, in_features, ctx, readout=True)
     return nn.Sequential(*modules)
 
 
-def _check_spec(net) -> tuple:
-    from .network import Network
+def build_layers(layers, n_in: int, ctx: BuildContext, *, readout: bool
+                 ) -> tuple[list[nn.Module], int]:
+    """The modules of a sequence of layers and the output width; with ``readout`` the last
+    Dense outputs ``ctx.outputs``."""
+    last = max((i for i, layer in enumerate(layers) if isinstance(layer, Dense)), default=-1) \
+        if readout else -1
+    modules = []
+    for i, layer in enumerate(layers):
+        nxt = layers[i + 1] if i + 1 < len(layers) else None
+        module, n_in = layer.finite(n_in, ctx, readout=i == last, next_layer=nxt)
+        modules.append(module)
+    return modules, n_in
 
-    if not isinstance(net, Network):
-        kind = "an infinitely deep network (depth=inf)" if type(net).__name__ == "InfiniteDepth" \
+
+def _check_spec(net) -> tuple:
+    if isinstance(net, InfiniteDepth) or not hasattr(net, "layers"):
+        kind = "an infinitely deep network (depth=inf)" if isinstance(net, InfiniteDepth) \
             else type(net).__name__
         raise TypeError(f"a finite network needs a Network of Dense and activation layers "
                         f"(infnet.fc with a finite depth, infnet.serial); got {kind}, which has no "
@@ -132,43 +94,7 @@ def _check_spec(net) -> tuple:
     layers = net.layers
     if not any(isinstance(layer, Dense) for layer in layers):
         raise ValueError("the network has no Dense layer: nothing to build")
-    for i, layer in enumerate(layers):
-        if not isinstance(layer, (Dense, Nonlinearity)):
-            raise TypeError(f"layer {i} ({layer!r}) has no finite-width module")
-        if isinstance(layer, Nonlinearity) and (i == 0 or not isinstance(layers[i - 1], Dense)):
-            raise ValueError(f"layer {i} ({layer.act.name}) does not follow a Dense layer: the kernel "
-                             "treats the input of every activation as a Gaussian pre-activation, "
-                             "which only the output of a Dense layer is at infinite width, so no "
-                             "finite network has this kernel as its limit")
     return layers
-
-
-def _hidden_width(layer: Dense, width: int | None, i: int) -> int:
-    if layer.width is not None and (layer.parameterization == "standard" or width is None):
-        return layer.width
-    if width is None:
-        raise ValueError(f"give the hidden width: Dense layer {i} has none in the spec "
-                         "(net.finite(width, in_features=...))")
-    return width
-
-
-def _dense(layer: Dense, n_in: int, n_out: int, gen: torch.Generator, dtype, device) -> nn.Module:
-    """One Dense layer, initialized from ``gen`` (module docstring for the two parameterizations)."""
-    has_bias = layer.b_std is not None and (layer.parameterization == "standard" or layer.b_std > 0)
-    linear = nn.Linear(n_in, n_out, bias=has_bias, dtype=dtype, device=device)
-    ntk = layer.parameterization == "ntk"
-    w_scale = 1.0 if ntk else layer.w_std / math.sqrt(n_in)
-    b_scale = 1.0 if ntk else layer.b_std
-    with torch.no_grad():
-        linear.weight.copy_(w_scale * torch.randn(n_out, n_in, generator=gen, dtype=dtype))
-        if has_bias:
-            linear.bias.copy_(b_scale * torch.randn(n_out, generator=gen, dtype=dtype))
-    if not ntk:
-        return linear
-    gain = layer.w_std / math.sqrt(n_in)
-    if not has_bias:
-        return nn.Sequential(Scale(gain), linear)
-    return nn.Sequential(Scale(gain / layer.b_std), linear, Scale(layer.b_std))
 
 
 # ---- Monte Carlo kernels --------------------------------------------------------------------------

@@ -1,6 +1,7 @@
 """The infinitely deep network: ``fc(act, depth=math.inf)``.
 
-The limit is that of Radhakrishnan, Belkin & Uhler (PNAS 2023; REFERENCES.md section 4): the
+The limit is that of Radhakrishnan, Belkin & Uhler (PNAS 2023;
+docs/theory/infinite-depth.md#the-infinite-depth-classifier): the
 normalized, bias-free network on inputs on the sphere, width to infinity first, then depth. Its
 kernel, normalized so that it stays finite off the diagonal, depends on the input correlation
 rho = x.x' / (|x| |x'|) only (``infnet.limit_kernel``):
@@ -21,9 +22,10 @@ import math
 import numpy as np
 import torch
 
-from ..limit import Limit, koenigs, limit, limit_kernel, step_from_one
-from .network import _SMALL_ANGLE_RHO, Kernel, _as_data
-from .table import AngleTable
+from ..depth.limit import Limit, limit
+from ..depth.linearize import koenigs, limit_kernel, step_from_one
+from ..numerics.table import AngleTable
+from .inputs import SMALL_ANGLE_RHO, Kernel, KernelModel, as_data
 
 #: the Koenigs function is tabulated on [-RHO_MAX, RHO_MAX]; beyond, f is iterated into it
 RHO_MAX = 0.9
@@ -31,7 +33,7 @@ RHO_MAX = 0.9
 Tensor = torch.Tensor
 
 
-class InfiniteDepth:
+class InfiniteDepth(KernelModel):
     """The infinite-depth limit of the normalized bias-free fully-connected network of ``act``."""
 
     def __init__(self, act):
@@ -41,7 +43,11 @@ class InfiniteDepth:
     def __repr__(self) -> str:
         return f"fc({self.limit.name}, depth=inf)  # {self.limit.kind}"
 
-    def finite(self, *args, **kwargs):
+    @property
+    def activations(self) -> list:
+        return [] if self.limit.activation is None else [self.limit.activation]
+
+    def finite(self, width=None, **kwargs):
         raise TypeError("fc(act, depth=inf) has no finite network: choose a finite depth, "
                         "fc(act, depth=L).finite(width, in_features=d)")
 
@@ -54,8 +60,8 @@ class InfiniteDepth:
     @staticmethod
     def _inputs(x1, x2, dtype):
         """Checked data (once, not per tile) and their row norms."""
-        x1 = _as_data(x1, "x1", dtype)
-        x2 = x1 if x2 is None else _as_data(x2, "x2", dtype, device=x1.device)
+        x1 = as_data(x1, "x1", dtype)
+        x2 = x1 if x2 is None else as_data(x2, "x2", dtype, device=x1.device)
         if x1.shape[1] != x2.shape[1]:
             raise ValueError(f"x1 has {x1.shape[1]} features and x2 has {x2.shape[1]}")
         n1, n2 = x1.norm(dim=1), x2.norm(dim=1)
@@ -99,7 +105,7 @@ class InfiniteDepth:
         if lim.kind != "nearest_neighbor" or not lim.order:
             return None
         r = torch.linspace(-1, 1, 33, dtype=torch.float64)
-        return lim.order if bool(((lim._dual.f(r) - r**lim.order).abs() <= 1e-15).all()) else None
+        return lim.order if bool(((lim.dual.f(r) - r**lim.order).abs() <= 1e-15).all()) else None
 
     def koenigs(self, rho: Tensor) -> Tensor:
         """The Koenigs function h at many correlations: a piecewise cubic table of h on
@@ -137,7 +143,7 @@ class InfiniteDepth:
 def _cosines(x1: Tensor, x2: Tensor, n1: Tensor, n2: Tensor) -> Tensor:
     """x.x' / (|x| |x'|) for checked rows with norms n1, n2; from the chord near +-1."""
     rho = (x1 @ x2.T).div_(n1[:, None]).div_(n2[None, :]).clamp_(-1.0, 1.0)
-    near = rho.abs() > _SMALL_ANGLE_RHO
+    near = rho.abs() > SMALL_ANGLE_RHO
     if bool(near.any()):
         r, c = near.nonzero(as_tuple=True)
         sign = torch.sign(rho[r, c])

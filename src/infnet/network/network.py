@@ -12,25 +12,22 @@ from __future__ import annotations
 
 import math
 import warnings
-from dataclasses import dataclass
 
 import numpy as np
 import torch
 
-from ..activations import Activation, activation
-from ..activations.base import all_finite
-from ..activations.moments import geometric_mean
-from .layers import Dense, Moments, Nonlinearity, as_layer
-from .runs import Run, RunTrace, find_runs
-from .table import AngleTable, TableError
+from ..activations import Activation
+from ..core.checks import all_finite
+from ..numerics.moments import geometric_mean
+from ..numerics.table import AngleTable, TableError
+from .finite import build
+from .inputs import Kernel, KernelModel, angles, as_data, check_finite, common_value
+from .layers import Moments, as_layer, check_gaussian_inputs
+from .runs import Run, find_runs
+from .trace import IllConditionedError, Trace
 
 Tensor = torch.Tensor
 
-#: inputs whose squared norms agree to this relative tolerance count as equal-norm
-EQUAL_NORM_RTOL = 1e-13
-#: below this angle, recompute theta from the distance |x - x'| (arccos of a rounded rho is
-#: off by ~1e-8 there, which kinked activations' NTKs feel linearly)
-_SMALL_ANGLE_RHO = 1 - 1e-6
 #: the largest amplification of relative changes of the input variances (through the network's
 #: variance maps) accepted: beyond it rounding alone could put the kernel off by ~1e-10
 MAX_CONDITION = 1e6
@@ -40,60 +37,55 @@ TABLE_MIN_ENTRIES = 1 << 16
 _CONDITION_STEP = 1e-7
 
 
-class IllConditionedError(ArithmeticError):
-    """The network's kernel is ill-conditioned in its inputs: its variance maps amplify the
-    rounding of the input variances beyond ``MAX_CONDITION`` (e.g. inputs near, but not at, an
-    unstable fixed point of the variance map)."""
+class Network(KernelModel):
+    """A serial composition of layers (Dense, activations) with infinite-width kernels.
 
+    Its NNGP and NTK on data come from ``kernel``, its finite-width ``torch.nn`` counterpart
+    from ``finite``. ``infnet.serial`` and ``infnet.fc`` build one.
 
-class Trace:
-    """The diagonal pass of a network on each input: ``sq`` = x.x/d, one record per segment
-    (a layer's output variance, or a ``RunTrace``), the NNGP and NTK diagonals at the output."""
+    Parameters
+    ----------
+    *layers : Layer, Activation, str or Network
+        The layers in order: Layer values (``Dense``, ``LayerNorm``, branches), Activations or
+        catalog names (each becomes a ``Nonlinearity``), or Networks (their layers are spliced
+        in).
+    check : bool
+        Refuse layers whose input is not what they need (an activation after the data or
+        after another activation, ``layers.check_gaussian_inputs``); branches of a larger
+        network are checked by it instead.
 
-    def __init__(self, sq: Tensor, records: list, nngp: Tensor, ntk: Tensor):
-        self.sq, self.records, self.nngp, self.ntk = sq, records, nngp, ntk
+    Raises
+    ------
+    ValueError
+        ``check`` and a layer that needs a Gaussian input (an activation, LayerNorm) follows
+        the data or another layer whose output is not Gaussian.
+    TypeError
+        An argument is not a layer, an Activation, a catalog name or a Network.
+    KeyError
+        An unknown catalog name.
 
-    def view(self, index, axis: int) -> Trace:
-        """The inputs ``index``, as rows (axis 0) or columns (axis 1) of a tile."""
-        def take(t):
-            if isinstance(t, RunTrace):
-                return t.view(index, axis)
-            if t.ndim == 0:
-                return t
-            return t[index][:, None] if axis == 0 else t[index][None, :]
-        return Trace(take(self.sq), [take(r) for r in self.records], take(self.nngp),
-                     take(self.ntk))
+    Examples
+    --------
+    >>> net = infnet.Network(infnet.Dense(), "relu", infnet.Dense())
+    >>> len(net.layers), net.activations
+    (3, [Activation(relu)])
+    >>> try:
+    ...     infnet.Network("relu", infnet.Dense())  # an activation of the raw data
+    ... except ValueError:
+    ...     print("refused")
+    refused
+    """
 
-    @property
-    def explicit_layers(self) -> int:
-        """Layers computed one by one on each pair (runs count their explicit blocks twice)."""
-        return sum(2 * r.explicit if isinstance(r, RunTrace) else 1 for r in self.records)
-
-
-@dataclass(frozen=True)
-class Kernel:
-    """The NNGP and NTK of a network on pairs of inputs: (n1, n2) tensors (None: not asked
-    for, ``Network.kernel(get=...)``)."""
-
-    nngp: Tensor | None
-    ntk: Tensor | None
-
-    def get(self, kind: str) -> Tensor:
-        """``nngp`` or ``ntk`` by name, with a clear error for anything else or a kernel that
-        was not computed."""
-        if kind not in ("nngp", "ntk"):
-            raise ValueError(f"kernel kind must be 'nngp' or 'ntk', got {kind!r}")
-        value = getattr(self, kind)
-        if value is None:
-            raise ValueError(f"the {kind} was not computed: call kernel(..., get={kind!r})")
-        return value
-
-
-class Network:
-    """A serial composition of layers (Dense, activations) with infinite-width kernels."""
-
-    def __init__(self, *layers):
-        self.layers = tuple(as_layer(layer) for layer in layers)
+    def __init__(self, *layers, check: bool = True):
+        """``check``: refuse layers whose input is not what they need (an activation after the
+        data or after another activation, ``layers.check_gaussian_inputs``); branches of a
+        larger network are checked by it instead."""
+        flat = []
+        for layer in layers:
+            flat.extend(layer.layers if isinstance(layer, Network) else [as_layer(layer)])
+        self.layers = tuple(flat)
+        if check:
+            check_gaussian_inputs(self.layers, gaussian_in=False)
         self._segments = find_runs(self.layers)
         self._tables: dict = {}
         self._traces: dict = {}
@@ -103,16 +95,58 @@ class Network:
 
     @property
     def activations(self) -> list[Activation]:
-        return [layer.act for layer in self.layers if isinstance(layer, Nonlinearity)]
+        """The activations of the network, nested layers (branches) included, in order."""
+        return [act for layer in self.layers for act in layer.activations]
 
     def finite(self, width: int | None = None, *, in_features: int, outputs: int = 1,
                seed: int | None = None, dtype: torch.dtype = torch.float64, device=None):
-        """The finite-width ``torch.nn.Sequential`` whose infinite-width limit is this network's
-        kernel (same layers, parameterization, stds; ``network.finite.build``): hidden Dense
-        layers of ``width`` (a Dense's own ``width`` wins under the standard parameterization),
-        inputs of ``in_features``, ``outputs`` outputs, parameters drawn from ``seed``."""
-        from .finite import build
+        """The finite-width ``torch.nn.Sequential`` whose infinite-width limit is this network.
 
+        Same layers, parameterization and stds (``network.finite.build``): one module per
+        layer, a Dense as ``nn.Linear`` (with fixed scalings under the NTK parameterization),
+        an activation as ``infnet.empirical.Elementwise``.
+
+        Parameters
+        ----------
+        width : int, optional
+            The output width of the hidden Dense layers (a Dense's own ``width`` wins under the
+            standard parameterization, and is used under the NTK one when this is None).
+        in_features : int
+            The input dimension d.
+        outputs : int
+            The output width of the last Dense (the kernel is the same for each output).
+        seed : int, optional
+            Parameters are drawn on the CPU from ``torch.Generator().manual_seed(seed)``
+            (None: a random seed), then moved to ``device``: one seed gives the same network on
+            every device.
+        dtype : torch.dtype
+            A floating dtype for the parameters.
+        device : torch.device or str, optional
+            Where the parameters are put.
+
+        Returns
+        -------
+        torch.nn.Sequential
+            The finite network.
+
+        Raises
+        ------
+        ValueError
+            ``in_features``, ``outputs`` or ``width`` is not a positive integer, a hidden Dense
+            has no width, the network has no Dense layer, or branches end in unequal widths.
+        TypeError
+            ``dtype`` is not a floating dtype, or a layer has no finite-width module.
+
+        Examples
+        --------
+        >>> net = infnet.fc("relu", depth=2)
+        >>> model = net.finite(64, in_features=3, seed=0)
+        >>> len(model), model(torch.ones(5, 3, dtype=torch.float64)).shape
+        (5, torch.Size([5, 1]))
+        >>> again = net.finite(64, in_features=3, seed=0)
+        >>> bool(torch.equal(model[0][1].weight, again[0][1].weight))  # one seed, one network
+        True
+        """
         return build(self, width, in_features=in_features, outputs=outputs, seed=seed,
                      dtype=dtype, device=device)
 
@@ -131,15 +165,7 @@ class Network:
         relative changes are amplified beyond ``MAX_CONDITION``. ``like``: reuse that trace's
         decisions of where variances sit at fixed points."""
         m = Moments(sq, torch.zeros_like(sq), sq, sq, width)
-        records = []
-        for i, seg in enumerate(self._segments):
-            if isinstance(seg, Run):
-                r = seg.diagonal(m.nngp, m.ntk, None if like is None else like.records[i])
-                records.append(r)
-                m = Moments(r.q_out, r.ntk, r.q_out, r.q_out, seg.dense.width)
-            else:
-                m = seg.apply(m)
-                records.append(m.nngp)
+        m, records = self.diagonal_pass(m, None if like is None else like.records)
         tr = Trace(sq, records, m.nngp, m.ntk)
         if check:
             self._check_condition(tr, width)
@@ -174,9 +200,27 @@ class Network:
         layer to layer."""
         sigma = geometric_mean(tr1.sq, tr2.sq) * torch.cos(theta)
         m = Moments(sigma, torch.zeros_like(sigma), tr1.sq, tr2.sq, width, theta)
-        for seg, r1, r2 in zip(self._segments, tr1.records, tr2.records, strict=True):
-            m = seg.pairs(m, r1, r2) if isinstance(seg, Run) else seg.apply(m, r1, r2)
+        m = self.pairs_pass(m, tr1.records, tr2.records)
         return m.nngp, m.ntk
+
+    def diagonal_pass(self, m: Moments, like: list | None = None) -> tuple[Moments, list]:
+        """The diagonal pass of the layers from moments ``m``: the output moments and one
+        record per segment (``Layer.diagonal``; a ``RunTrace`` for a run)."""
+        records = []
+        for i, seg in enumerate(self._segments):
+            if isinstance(seg, Run):
+                r = seg.diagonal(m.nngp, m.ntk, None if like is None else like[i])
+                m = Moments(r.q_out, r.ntk, r.q_out, r.q_out, seg.dense.width)
+            else:
+                m, r = seg.diagonal(m, None if like is None else like[i])
+            records.append(r)
+        return m, records
+
+    def pairs_pass(self, m: Moments, records1: list, records2: list) -> Moments:
+        """The layers on pairs, with the records of the diagonal pass of each side."""
+        for seg, r1, r2 in zip(self._segments, records1, records2, strict=True):
+            m = seg.pairs(m, r1, r2)
+        return m
 
     def angle_kernel(self, theta, sq: float = 1.0, width: int = 1) -> tuple[Tensor, Tensor]:
         """Exact NNGP and NTK of two inputs with x.x/d = x'.x'/d = sq at angle theta; the
@@ -198,13 +242,61 @@ class Network:
                method: str = "auto", get: str = "both") -> Kernel:
         """NNGP and NTK between the rows of x1 and x2 (x2=None: x1 with itself).
 
-        Inputs are (n, features) tensors or arrays (more axes are flattened); the result is on
-        their device, in ``dtype`` (float64 by default; float32 halves the memory of the outputs,
-        whose entries are still computed in float64, tile by tile, then rounded). ``method``:
-        "auto" (the angle table when all inputs have one norm, else layer by layer), "table" or
-        "exact". ``get``:
-        "both", "nngp" or "ntk"; the other field is then None and its n1 x n2 matrix is never
-        allocated (memory: one output plus O(block^2)).
+        Computed in tiles of ``block`` x ``block`` entries, so memory beyond the output is
+        O(block^2).
+
+        Parameters
+        ----------
+        x1, x2 : tensor or array
+            Inputs of shape (n, features) (more axes are flattened), of equal feature
+            dimensions; x2=None means x1 with itself (and uses the symmetry).
+        block : int
+            The tile size, a positive integer.
+        dtype : {torch.float64, torch.float32}
+            The dtype of the result (float32 halves the memory of the outputs, whose entries
+            are still computed in float64, tile by tile, then rounded).
+        method : {"auto", "table", "exact"}
+            "auto": the angle table when all inputs have one norm, else layer by layer;
+            "table" (inputs of one norm only) or "exact" (layer by layer).
+        get : {"both", "nngp", "ntk"}
+            The kernels to compute; the other field is then None and its n1 x n2 matrix is
+            never allocated (memory: one output plus O(block^2)).
+
+        Returns
+        -------
+        Kernel
+            The (n1, n2) NNGP and NTK, on the inputs' device, in ``dtype``.
+
+        Raises
+        ------
+        ValueError
+            An invalid ``block``, ``dtype``, ``method`` or ``get``; inputs that are empty, hold
+            NaN or inf, are on different devices, have different feature dimensions or norms
+            that overflow; "table" with inputs of different norms.
+        TypeError
+            Inputs that are not numeric, or complex.
+        IllConditionedError
+            The variance maps amplify the rounding of the input variances beyond
+            ``MAX_CONDITION``.
+        KernelOverflowError
+            An activation's kernel diverges or overflows at the variances reached.
+        FloatingPointError
+            The NNGP or NTK overflows float64.
+
+        Examples
+        --------
+        >>> net = infnet.fc("relu", depth=1)
+        >>> x = torch.tensor([[1.0, 0.0], [0.0, 1.0], [0.6, 0.8]], dtype=torch.float64)
+        >>> k = net.kernel(x)
+        >>> k.nngp.shape, k.ntk.shape, k.nngp.dtype
+        (torch.Size([3, 3]), torch.Size([3, 3]), torch.float64)
+        >>> round(float(k.nngp[0, 1]), 6), round(float(k.ntk[0, 0]), 6)  # 1/(4 pi), 1/2
+        (0.079577, 0.5)
+        >>> bool(torch.allclose(net.kernel(x, x[:2]).ntk, k.ntk[:, :2]))
+        True
+        >>> k = net.kernel(x, dtype=torch.float32, get="ntk")
+        >>> k.ntk.dtype, k.nngp is None
+        (torch.float32, True)
         """
         if method not in ("auto", "table", "exact"):
             raise ValueError(f"method must be 'auto', 'table' or 'exact', got {method!r}")
@@ -216,8 +308,8 @@ class Network:
             raise ValueError(f"dtype must be torch.float64 or torch.float32, got {dtype!r}")
         out_dtype, dtype = dtype, torch.float64  # computed in float64 whatever is stored
         symmetric = x2 is None
-        x1 = _as_data(x1, "x1", dtype)
-        x2 = x1 if symmetric else _as_data(x2, "x2", dtype, device=x1.device)
+        x1 = as_data(x1, "x1", dtype)
+        x2 = x1 if symmetric else as_data(x2, "x2", dtype, device=x1.device)
         if x1.shape[1] != x2.shape[1]:
             raise ValueError(f"x1 has {x1.shape[1]} features and x2 has {x2.shape[1]}: the "
                              "feature dimensions must match")
@@ -229,7 +321,7 @@ class Network:
                 row = int((~torch.isfinite(sq)).nonzero()[0])
                 raise ValueError(f"the squared norm of row {row} of {name} overflows float64 "
                                  "(x.x / d = inf): rescale the inputs (e.g. x / |x|)")
-        equal = _common_value(torch.cat([sq1, sq2]))
+        equal = common_value(torch.cat([sq1, sq2]))
         if equal is not None and method != "exact":  # one input variance: one diagonal pass
             tr1 = tr2 = self._scalar_trace(round(equal, 15), d, x1.device)  # (as the table)
         else:
@@ -267,10 +359,10 @@ class Network:
                         else out[i:i + block, j:j + block] for out in (nngp, ntk)]
                 rows, cols = slice(i, i + block), slice(j, j + block)
                 if table is not None:
-                    theta = _angles(g, a, b, math.sqrt(d * equal), math.sqrt(d * equal))
+                    theta = angles(g, a, b, math.sqrt(d * equal), math.sqrt(d * equal))
                     k, t = table.evaluate_theta(theta, out=dest)
                 else:
-                    theta = _angles(g, a, b, (sq1[rows] * d).sqrt(), (sq2[cols] * d).sqrt())
+                    theta = angles(g, a, b, (sq1[rows] * d).sqrt(), (sq2[cols] * d).sqrt())
                     k, t = self.pairs(theta, tr1.view(rows, 0), tr2.view(cols, 1), d)
                     dest[0].copy_(k)
                     dest[1].copy_(t)
@@ -282,7 +374,7 @@ class Network:
             for out, diag in ((nngp, tr1.nngp), (ntk, tr1.ntk)):
                 if out is not None:
                     out.diagonal().copy_(diag.expand(n1))
-        _check_finite(nngp, ntk)
+        check_finite(nngp, ntk)
         return Kernel(nngp, ntk)
 
     def _table(self, sq: float, width: int) -> AngleTable:
@@ -297,105 +389,3 @@ class Network:
                 return torch.stack(torch.broadcast_tensors(k, t), dim=-1).numpy()
             self._tables[key] = AngleTable(fn)
         return self._tables[key]
-
-
-def _angles(g: Tensor, a: Tensor, b: Tensor, norm_a, norm_b) -> Tensor:
-    """The angles between the rows of a and b, from their Gram matrix g (overwritten) and their
-    norms (numbers, or one per row): arccos(g / (|a| |b|)); near rho = 1 (rho = -1) from the
-    chord |a/|a| - b/|b|| (|a/|a| + b/|b||), where arccos of a rounded rho is off by ~1e-8.
-    A zero row is at angle pi/2 to everything."""
-    scalar = not torch.is_tensor(norm_a)
-    if scalar:
-        rho = g.div_(norm_a * norm_b)
-    else:
-        norm_a, norm_b = norm_a.clamp(min=1e-300), norm_b.clamp(min=1e-300)
-        rho = g.div_(norm_a[:, None]).div_(norm_b[None, :])
-    rho.clamp_(-1.0, 1.0)
-    lo, hi = torch.aminmax(rho)
-    if float(hi) <= _SMALL_ANGLE_RHO and float(lo) >= -_SMALL_ANGLE_RHO:
-        return rho.acos_()
-    near = rho.abs() > _SMALL_ANGLE_RHO
-    r, c = near.nonzero(as_tuple=True)
-    opposite = rho[r, c] < 0
-    sign = 1.0 - 2.0 * opposite.to(a.dtype)  # a - b near rho = 1, a + b near rho = -1
-    if scalar:
-        diff = (a[r] - sign[:, None] * b[c]) / norm_a
-    else:
-        diff = a[r] / norm_a[r, None] - sign[:, None] * b[c] / norm_b[c, None]
-    half_chord = ((diff * diff).sum(1) / 4).sqrt().clamp_(max=1.0)
-    small = 2 * torch.asin(half_chord)
-    theta = rho.acos_()
-    theta[r, c] = torch.where(opposite, torch.pi - small, small)
-    return theta
-
-
-def _common_value(sq: Tensor) -> float | None:
-    lo, hi = float(sq.min()), float(sq.max())
-    if hi <= 0:
-        return None
-    return float(sq.mean()) if hi - lo <= EQUAL_NORM_RTOL * hi else None
-
-
-def _as_data(x, name: str, dtype: torch.dtype, device=None) -> Tensor:
-    if not torch.is_tensor(x):
-        try:
-            x = torch.as_tensor(np.asarray(x, dtype=np.float64))
-        except (TypeError, ValueError) as err:
-            raise TypeError(f"{name} must be a numeric array or tensor: {err}") from err
-    if device is not None and x.device != device:
-        raise ValueError(f"{name} is on {x.device} but x1 is on {device}: put both on one device")
-    if x.ndim < 2:
-        raise ValueError(f"{name} must have shape (n, features); got shape {tuple(x.shape)} "
-                         "(one point: x.reshape(1, -1))")
-    if x.ndim > 2:
-        x = x.reshape(x.shape[0], -1)
-    if x.shape[0] == 0 or x.shape[1] == 0:
-        raise ValueError(f"{name} is empty: shape {tuple(x.shape)}")
-    if x.is_complex():
-        raise TypeError(f"{name} is complex; kernels need real inputs")
-    x = x.to(dtype)
-    if not all_finite(x):
-        bad = ~torch.isfinite(x)
-        row = int(bad.any(dim=1).nonzero()[0])
-        raise ValueError(f"{name} contains NaN or inf (first in row {row}); clean or impute the "
-                         "data first")
-    return x
-
-
-def _check_finite(nngp: Tensor | None, ntk: Tensor | None) -> None:
-    for name, k in (("NNGP", nngp), ("NTK", ntk)):
-        if k is not None and not all_finite(k):
-            raise FloatingPointError(f"the {name} overflowed (non-finite entries): the variances "
-                                     "grow too fast with depth; lower w_std/b_std or the depth")
-
-
-def serial(*layers) -> Network:
-    """Compose layers (Dense, Activation values or catalog names, or Networks) into a Network."""
-    flat = []
-    for layer in layers:
-        flat.extend(layer.layers if isinstance(layer, Network) else [layer])
-    return Network(*flat)
-
-
-def fc(act, depth: int, *, w_std: float = 1.0, b_std: float | None = 0.0,
-       parameterization: str = "ntk", width: int | None = None) -> Network:
-    """A fully-connected network: depth x [Dense, act], then a Dense readout.
-
-    ``act`` is an Activation or a catalog name. For the standard parameterization give the
-    hidden ``width`` (the NTK grows with it). ``depth=math.inf``: the infinite-depth limit of
-    the normalized bias-free network (``network.infinite.InfiniteDepth``); for very deep finite
-    networks of that kind, ``infnet.deep_kernels`` costs a number of layers that does not grow
-    with depth.
-    """
-    if isinstance(depth, float) and math.isinf(depth) and depth > 0:
-        if (b_std or 0.0) != 0.0:
-            raise ValueError("the infinite-depth limit is that of the bias-free network on the "
-                             "sphere (Radhakrishnan, Belkin & Uhler 2023): use b_std=0")
-        from .infinite import InfiniteDepth
-
-        return InfiniteDepth(act)  # w_std does not matter: the activation is normalized
-    if isinstance(depth, bool) or not isinstance(depth, int) or depth < 1:
-        raise ValueError(f"depth must be an integer >= 1, got {depth!r}")
-    act = activation(act) if not isinstance(act, Activation) else act
-    hidden = Dense(w_std, b_std, parameterization, width)
-    return Network(*([hidden, act] * depth), Dense(w_std, b_std, parameterization, 1))

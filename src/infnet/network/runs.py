@@ -32,7 +32,7 @@ from functools import cached_property
 import torch
 
 from ..activations import Activation
-from ..activations.moments import geometric_mean
+from ..numerics.moments import geometric_mean
 from .layers import Dense, Moments, Nonlinearity, check_variance_range, positively_homogeneous
 
 Tensor = torch.Tensor
@@ -146,7 +146,7 @@ class Run:
     def _explicit_count(self, start: int, marginal: bool) -> int:
         e = start + min(EXPLICIT_BLOCKS, self.count - start)
         if marginal:  # the marginal class jumps only from MARGINAL_DEPTH layers on
-            from ..deep import MARGINAL_DEPTH
+            from ..depth.deep import MARGINAL_DEPTH
 
             if self.count - e < MARGINAL_DEPTH:
                 return self.count
@@ -243,7 +243,7 @@ class Run:
         return RunTrace(pre, post, q, q_star * T, e, jump, q_star, freeze_at, settled)
 
     def _jump_diagonal(self, lim, T: Tensor, m: int) -> Tensor:
-        from ..deep import deep_kernels
+        from ..depth.deep import deep_kernels
 
         one = torch.ones_like(T)
         return deep_kernels(lim, one, m, ntk=T)[1]
@@ -251,7 +251,7 @@ class Run:
     def limit(self, q_star: float | None):
         """The infinite-depth object of the block's normalized dual: the activation's own for a
         homogeneous unit without bias (q_star None), else the block's at the fixed point."""
-        from ..limit import LayerMap, layer_limit, limit
+        from ..depth.limit import LayerMap, layer_limit, limit
 
         if q_star not in self._limits:
             self._limits[q_star] = (limit(self.act) if q_star is None else
@@ -303,7 +303,7 @@ class Run:
             nngp = torch.zeros_like(m.nngp)
             theta = torch.full_like(m.theta, math.pi / 2)
             return Moments(nngp, m.ntk * mu**rest, tr1.q_out, tr2.q_out, self.dense.width, theta)
-        from ..deep import deep_kernels
+        from ..depth.deep import deep_kernels
 
         if tr1.jump == "homogeneous":
             r_in = geometric_mean(tr1.pre[-1], tr2.pre[-1])

@@ -17,8 +17,8 @@ T_t = (Theta + lambda I)^(-1) (I - exp(-eta (Theta + lambda I) t / N)) and the s
 f_t, with Theta (not Theta + lambda I) outside T_t; at t = inf, kernel ridge regression.
 (Diagonal regularization acts like early stopping, Lee et al. 2020, arXiv 2007.15801.)
 
-- finite t: Theta = V diag(e) V^T once (``solve.eigen``, cached); T_t = V diag(h_t(e)) V^T with
-  h_t(e) = -expm1(-eta e t / N) / e, and h_t(0) = eta t / N (exact for singular Theta);
+- finite t: Theta = V diag(e) V^T once (``spectral.eigen``, cached); T_t = V diag(h_t(e)) V^T
+  with h_t(e) = -expm1(-eta e t / N) / e, and h_t(0) = eta t / N (exact for singular Theta);
 - t = inf: the Cholesky factor (``solve.cholesky``, cached, jitter escalation reported).
 """
 
@@ -28,7 +28,9 @@ import math
 
 import torch
 
-from .solve import Cholesky, Eigen, check_kernel, check_ridge, cholesky, eigen
+from .checks import check_kernel, check_ridge
+from .solve import Cholesky, cholesky
+from .spectral import Eigen, eigen
 
 Tensor = torch.Tensor
 
@@ -64,10 +66,49 @@ def check_time(t) -> float:
 class GradientDescentMSE:
     """The trained infinitely wide network (module docstring): predictions at any time t.
 
-    ``k_train`` is the training kernel (the NTK, or the NNGP for readout-only training),
-    ``y_train`` the targets (n,) or (n, outputs). Factorizations are computed when first needed
-    and cached. ``overwrite=True`` lets the t = inf solve factor ``k_train`` in place (CPU):
-    memory n^2 instead of 2 n^2, and ``k_train`` is destroyed.
+    ``predict(k_test_train, t)`` gives f_t(x) = f_0(x) + Theta(x, X) T_t (Y - f_0(X)) on test
+    points (the mean over initializations, f_0 = 0, unless ``f0_train`` / ``f0_test`` are
+    given) and ``predict_train(t)`` f_t(X); ``dual_coef(t)`` is T_t (Y - f_0(X)). Factorizations
+    are computed when first needed and cached: the eigendecomposition for finite t, the Cholesky
+    factor for t = inf.
+
+    Parameters
+    ----------
+    k_train : array_like, shape (n, n)
+        The training kernel (the NTK, or the NNGP for readout-only training); symmetric and
+        finite.
+    y_train : array_like, shape (n,) or (n, outputs)
+        The targets; predictions are vectors when ``y_train`` is.
+    learning_rate : float, default 1.0
+        The learning rate eta (finite, > 0).
+    ridge : float, default 0.0
+        Weight decay lambda towards the initial parameters (>= 0).
+    overwrite : bool, default False
+        Let the t = inf solve factor ``k_train`` in place (CPU): memory n^2 instead of 2 n^2,
+        and ``k_train`` is destroyed (finite times cannot be predicted afterwards).
+
+    Raises
+    ------
+    ValueError
+        If ``k_train`` is not a finite symmetric square matrix, ``y_train`` is not numeric, has
+        the wrong shape or is not finite, or ``learning_rate`` / ``ridge`` are out of range.
+        Predictions raise ValueError for a negative time t, a cross-kernel of the wrong shape,
+        or (``NotPositiveDefiniteError``) a kernel that is not positive definite.
+
+    Examples
+    --------
+    >>> k = torch.tensor([[2.0, 1.0], [1.0, 2.0]], dtype=torch.float64)
+    >>> y = torch.tensor([1.0, -1.0], dtype=torch.float64)
+    >>> flow = infnet.predict.GradientDescentMSE(k, y, learning_rate=2.0)
+    >>> bool(flow.predict_train(0.0).abs().max() < 1e-12)  # nothing learned at t = 0
+    True
+    >>> [round(float(v), 6) for v in flow.predict_train(1.0)]  # 1 - exp(-eta t / N) = 1 - 1/e
+    [0.632121, -0.632121]
+    >>> k_test_train = torch.tensor([[1.0, 0.5], [0.5, 1.0]], dtype=torch.float64)
+    >>> [round(float(v), 6) for v in flow.predict(k_test_train)]
+    [0.5, -0.5]
+    >>> tuple(flow.dual_coef().shape)  # (n, outputs)
+    (2, 1)
     """
 
     def __init__(self, k_train, y_train, *, learning_rate: float = 1.0, ridge: float = 0.0,
@@ -86,6 +127,12 @@ class GradientDescentMSE:
     @property
     def n(self) -> int:
         return self.y_train.shape[0]
+
+    @property
+    def jitter(self) -> float:
+        """The jitter the Cholesky factorization added to the diagonal (0.0 where it needed
+        none, or where no factorization was computed: finite times use the eigenbasis)."""
+        return 0.0 if self._chol is None else self._chol.jitter
 
     @property
     def cholesky(self) -> Cholesky:
@@ -171,13 +218,55 @@ class GradientDescentMSE:
 
 
 class GaussianProcess(GradientDescentMSE):
-    """The NNGP posterior (Bayesian inference with the infinitely wide network as prior and
-    Gaussian observation noise of variance ``ridge``; Neal 1996, Lee et al. 2018, arXiv
-    1711.00165): mean K(x, X) (K + ridge I)^-1 Y and covariance
+    """The NNGP posterior: Gaussian process regression with the infinitely wide network as prior.
+
+    Bayesian inference with Gaussian observation noise of variance ``ridge`` (Neal 1996, Lee et
+    al. 2018, arXiv 1711.00165): mean K(x, X) (K + ridge I)^-1 Y and covariance
     K(x, x') - K(x, X) (K + ridge I)^-1 K(X, x'), computed as K(x, x') - W^T W with
-    W = L^-1 K(X, x') from the Cholesky factor L."""
+    W = L^-1 K(X, x') from the Cholesky factor L. Methods: ``mean(k_test_train)``,
+    ``covariance(k_test_train, k_test_test)`` (m, m), ``variance(k_test_train, k_test_diag)``
+    (m,), clipped at 0, and ``log_marginal_likelihood()`` = log N(Y; 0, K + ridge I), summed
+    over the outputs.
+
+    Parameters
+    ----------
+    k_train : array_like, shape (n, n)
+        The NNGP kernel K(X, X) of the training inputs; symmetric and finite.
+    y_train : array_like, shape (n,) or (n, outputs)
+        The observed targets.
+    learning_rate : float, default 1.0
+        Inherited from ``GradientDescentMSE``; it does not enter the posterior (t = inf).
+    ridge : float, default 0.0
+        The observation noise variance (>= 0).
+    overwrite : bool, default False
+        Let the Cholesky factorization work in the memory of ``k_train`` (CPU; ``k_train`` is
+        destroyed).
+
+    Raises
+    ------
+    ValueError
+        If ``k_train``, ``y_train``, ``learning_rate`` or ``ridge`` are invalid (as
+        ``GradientDescentMSE``), or a test kernel given to a method has the wrong shape;
+        ``NotPositiveDefiniteError`` (a ValueError) when K + ridge I is not positive definite.
+
+    Examples
+    --------
+    >>> k = torch.tensor([[2.0, 1.0], [1.0, 2.0]], dtype=torch.float64)
+    >>> y = torch.tensor([1.0, -1.0], dtype=torch.float64)
+    >>> gp = infnet.predict.GaussianProcess(k, y)
+    >>> k_test_train = torch.tensor([[2.0, 1.0], [1.0, 0.5]], dtype=torch.float64)
+    >>> [round(float(v), 6) for v in gp.mean(k_test_train)]  # the first test point is X[0]
+    [1.0, 0.5]
+    >>> k_test_test = torch.tensor([[2.0, 1.0], [1.0, 2.0]], dtype=torch.float64)
+    >>> cov = gp.covariance(k_test_train, k_test_test)
+    >>> bool(abs(cov[0, 0]) < 1e-12), round(float(cov[1, 1]), 6)  # no uncertainty left at X[0]
+    (True, 1.5)
+    >>> round(gp.log_marginal_likelihood(), 6)
+    -3.387183
+    """
 
     def mean(self, k_test_train) -> Tensor:
+        """K(x, X) (K + ridge I)^-1 Y for the (m, n) cross-kernel K(x, X)."""
         return self.predict(k_test_train, math.inf)
 
     def covariance(self, k_test_train, k_test_test) -> Tensor:

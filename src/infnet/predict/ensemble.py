@@ -25,11 +25,49 @@ Tensor = torch.Tensor
 
 
 class Ensemble:
-    """Predictions of the trained infinite ensemble of ``network`` (anything with
-    ``.kernel(x1, x2=None, get=...)`` returning ``.nngp`` / ``.ntk``, e.g. ``infnet.fc``).
+    """Predictions of the trained infinite ensemble of ``network``: mean and covariance.
 
-    Training kernels are computed once and cached; the NNGP of the training set only when a
-    covariance is asked for with ``kind="ntk"``.
+    ``predict(x_test, t, covariance=...)`` returns the mean and covariance over random
+    initializations of the infinitely wide network after gradient flow on the MSE for time t
+    (module docstring, Lee et al. 2019 eq. (16)). Training kernels are computed once and cached;
+    the NNGP of the training set only when a covariance is asked for with ``kind="ntk"``.
+
+    Parameters
+    ----------
+    network : Network
+        Anything with ``.kernel(x1, x2=None, get=...)`` returning ``.nngp`` / ``.ntk``, e.g.
+        ``infnet.fc``.
+    x_train : array_like, shape (n, d)
+        The training inputs.
+    y_train : array_like, shape (n,) or (n, outputs)
+        The training targets.
+    kind : {"ntk", "nngp"}, default "ntk"
+        "ntk": all layers trained; "nngp": only the readout trained (Theta = K).
+    learning_rate : float, default 1.0
+        The learning rate eta of the gradient flow.
+    ridge : float, default 0.0
+        Weight decay towards the initial parameters (>= 0).
+
+    Raises
+    ------
+    ValueError
+        If ``kind`` is not "ntk" or "nngp", or the kernel, targets, ``learning_rate`` or
+        ``ridge`` are invalid (``GradientDescentMSE``).
+    TypeError
+        If ``network`` has no ``.kernel`` method.
+
+    Examples
+    --------
+    >>> net = infnet.fc("relu", 2)
+    >>> x = torch.tensor([[1.0, 0.0], [0.0, 1.0], [0.6, 0.8]], dtype=torch.float64)
+    >>> ens = infnet.predict.Ensemble(net, x[:2], torch.tensor([1.0, -1.0], dtype=torch.float64))
+    >>> mean, cov = ens.predict(x, covariance=True)
+    >>> tuple(mean.shape), tuple(cov.shape)
+    ((3,), (3, 3))
+    >>> [round(float(v), 6) for v in mean[:2]]  # t = inf interpolates the training targets
+    [1.0, -1.0]
+    >>> bool(cov[2, 2] > 0), bool(abs(cov[0, 0]) < 1e-12)  # no spread left on training points
+    (True, True)
     """
 
     def __init__(self, network, x_train, y_train, *, kind: str = "ntk", learning_rate: float = 1.0,
@@ -63,7 +101,8 @@ class Ensemble:
 
     def predict(self, x_test, t: float = math.inf, *, covariance: bool = False):
         """(mean, cov): the (m,) or (m, outputs) mean and, if asked, the (m, m) covariance
-        (shared by all outputs; None otherwise)."""
+        (shared by all outputs; None otherwise) at the test inputs ``x_test`` after training
+        for time ``t``."""
         t = check_time(t)
         both = self.network.kernel(x_test, self.x_train, get="both" if covariance else self.kind)
         cross = both.get(self.kind)

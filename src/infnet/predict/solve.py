@@ -1,4 +1,4 @@
-"""The linear algebra of kernel regression: Cholesky with escalating jitter, and eigenvectors.
+"""The linear algebra of kernel regression: Cholesky with escalating jitter.
 
 ``cholesky(k)`` factors K + ridge I with torch (LAPACK potrf of the linked MKL/OpenBLAS). With
 ``overwrite=True`` on the CPU it works in the kernel's own memory (n^2 in all): the matrix is
@@ -6,8 +6,9 @@ factored in place through its column-major view, and one triangle of K is first 
 temporary file (``INFNET_TMPDIR`` or the system's), O(n * block) in RAM, so that a failed attempt
 can be undone. If K + ridge I is not numerically positive definite, a jitter growing tenfold
 from 1e-12 x mean(diag) is added to the diagonal; the jitter used is reported by a
-``JitterWarning`` and kept on the result. ``eigen(k)`` is the symmetric eigendecomposition used
-for finite training times.
+``JitterWarning`` and kept on the result. ``solve_psd`` is the one way infnet solves with a
+kernel matrix. The eigendecomposition used for finite training times (``eigen``) is in
+``spectral``, the checks of the kernel matrix and the ridge in ``checks``.
 
 (SciPy's potrf, which leaves the other triangle untouched, was the first choice; its OpenBLAS
 crashes, SIGSEGV, on n >= 16000 once torch's MKL threads have run in the same process.)
@@ -24,7 +25,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from ..activations.base import all_finite
+from ..core.checks import all_finite
+from .checks import check_kernel, check_ridge
 
 Tensor = torch.Tensor
 
@@ -44,52 +46,34 @@ class NotPositiveDefiniteError(ValueError):
     """K + ridge I stayed indefinite with the largest jitter: not a kernel matrix."""
 
 
-def check_kernel(k, name: str = "k_train") -> Tensor:
-    """k as a square floating tensor without NaN or inf, or a ValueError naming the problem."""
-    k = torch.as_tensor(k)
-    if not k.is_floating_point():
-        k = k.to(torch.float64)
-    if k.ndim != 2 or k.shape[0] != k.shape[1] or k.shape[0] == 0:
-        raise ValueError(f"{name} must be a square (n, n) kernel matrix with n >= 1, "
-                         f"got shape {tuple(k.shape)}")
-    if not all_finite(k):
-        raise ValueError(f"{name} contains NaN or inf entries: the kernel overflowed or the "
-                         "inputs were not finite")
-    _check_symmetric(k, name)
-    return k
-
-
-#: tiles of the symmetry check: most are bitwise equal to their mirror (one pass, torch.equal)
-_SYMMETRY_TILE = 2048
-
-
-def _check_symmetric(k: Tensor, name: str) -> None:
-    """A kernel matrix is symmetric; a solve reads one triangle only, so an asymmetric one
-    would give predictions inconsistent with the matrix given. Rounding (a Gram matrix from
-    BLAS) is allowed: max(1e-10, 1000 eps) of the largest diagonal entry."""
-    n, b = k.shape[0], _SYMMETRY_TILE
-    scale = float(k.diagonal().abs().max())
-    tol = max(1e-10, 1000 * torch.finfo(k.dtype).eps) * scale
-    for i in range(0, n, b):
-        for j in range(i, n, b):
-            upper, lower = k[i:i + b, j:j + b], k[j:j + b, i:i + b].T
-            if torch.equal(upper, lower):
-                continue
-            diff = (upper - lower).abs()
-            worst = float(diff.max())
-            if not worst <= tol:
-                r, c = divmod(int(diff.argmax()), diff.shape[1])
-                raise ValueError(
-                    f"{name} is not symmetric: K[{i + r}, {j + c}] and K[{j + c}, {i + r}] differ "
-                    f"by {worst:.3g} ({worst / max(scale, 1e-300):.1e} of its largest diagonal "
-                    "entry, more than rounding). A kernel matrix is symmetric; if the difference "
-                    "is rounding of your own computation, pass (K + K.T) / 2.")
-
 
 @dataclass
 class Cholesky:
-    """K + (ridge + jitter) I = L L^T; ``factor`` is L (its upper triangle zero), possibly a
-    column-major view of the kernel's memory."""
+    """The Cholesky factorization K + (ridge + jitter) I = L L^T, as returned by ``cholesky``.
+
+    Methods: ``solve(y)`` = (K + (ridge + jitter) I)^(-1) y, ``half_solve(b)`` = L^(-1) b and
+    ``logdet()`` = log det(K + (ridge + jitter) I).
+
+    Parameters
+    ----------
+    factor : Tensor, shape (n, n)
+        L, lower triangular (its upper triangle zero), possibly a column-major view of the
+        kernel's memory.
+    ridge : float
+        The ridge added to the diagonal.
+    jitter : float
+        The extra jitter that made the matrix numerically positive definite (0 if none).
+
+    Examples
+    --------
+    >>> k = torch.tensor([[4.0, 2.0], [2.0, 5.0]], dtype=torch.float64)
+    >>> chol = infnet.predict.Cholesky(torch.linalg.cholesky(k), ridge=0.0, jitter=0.0)
+    >>> chol.n, round(chol.logdet(), 6) == round(float(torch.logdet(k)), 6)
+    (2, True)
+    >>> y = torch.tensor([6.0, 7.0], dtype=torch.float64)
+    >>> [round(float(v), 6) for v in chol.solve(y)]
+    [1.0, 1.0]
+    """
 
     factor: Tensor
     ridge: float
@@ -118,10 +102,59 @@ class Cholesky:
 
 
 def cholesky(k, ridge: float = 0.0, *, overwrite: bool = False, name: str = "k_train") -> Cholesky:
-    """Factor K + ridge I, escalating a jitter if needed (module docstring).
+    """Factor K + ridge I by Cholesky, escalating a jitter if needed (module docstring).
 
-    ``overwrite=True`` lets a CPU tensor be factored in its own memory (K is destroyed);
-    otherwise K is kept and the factor is new memory (2 n^2 in all).
+    If K + ridge I is not numerically positive definite, a jitter growing tenfold from
+    1e-12 x mean(diag) up to 1e-3 x mean(diag) is added to the diagonal; the jitter used is
+    reported by a ``JitterWarning`` and kept on the result.
+
+    Parameters
+    ----------
+    k : array_like, shape (n, n)
+        The symmetric kernel matrix K (finite; integer input is taken as float64).
+    ridge : float, default 0.0
+        Added to the diagonal (>= 0).
+    overwrite : bool, default False
+        Let a contiguous CPU tensor be factored in its own memory (K is destroyed; one triangle
+        is backed up in a temporary file, ``INFNET_TMPDIR`` or the system's, so that a failed
+        attempt can be undone); otherwise K is kept and the factor is new memory (2 n^2 in all).
+    name : str, default "k_train"
+        The name of the matrix in error messages and warnings.
+
+    Returns
+    -------
+    Cholesky
+        The factor L, the ridge and the jitter used.
+
+    Raises
+    ------
+    ValueError
+        If ``k`` is not a finite, symmetric, square matrix, or ``ridge`` is negative or not
+        finite.
+    NotPositiveDefiniteError
+        If K + ridge I is zero on its diagonal, or stays indefinite with the largest jitter.
+    OSError
+        With ``overwrite=True``, if the backup of the matrix cannot be written.
+
+    Warns
+    -----
+    JitterWarning
+        When a jitter had to be added.
+
+    Examples
+    --------
+    >>> k = torch.tensor([[2.0, 1.0], [1.0, 2.0]], dtype=torch.float64)
+    >>> chol = infnet.predict.cholesky(k)
+    >>> chol.jitter, round(chol.logdet(), 6)  # log det = log 3
+    (0.0, 1.098612)
+    >>> [round(float(v), 6) for v in chol.solve(torch.tensor([3.0, 3.0], dtype=torch.float64))]
+    [1.0, 1.0]
+    >>> import warnings
+    >>> with warnings.catch_warnings(record=True) as caught:
+    ...     warnings.simplefilter("always")
+    ...     singular = infnet.predict.cholesky(torch.ones(2, 2, dtype=torch.float64))
+    >>> singular.jitter > 0, caught[0].category.__name__
+    (True, 'JitterWarning')
     """
     k = check_kernel(k, name)
     ridge = check_ridge(ridge)
@@ -148,6 +181,29 @@ def cholesky(k, ridge: float = 0.0, *, overwrite: bool = False, name: str = "k_t
                       "added to the diagonal. A ridge makes the solve stable.",
                       JitterWarning, stacklevel=3)
     return Cholesky(factor, ridge, jitter)
+
+
+def solve_psd(k, y, ridge: float = 0.0, *, fallback: str = "jitter", name: str = "k_train"
+              ) -> tuple[Tensor, str]:
+    """(K + ridge I)^-1 y and a note: the one way infnet solves with a kernel matrix.
+
+    ``fallback="jitter"``: ``cholesky`` (an escalating jitter, reported by ``JitterWarning``;
+    ``NotPositiveDefiniteError`` beyond it); the note is empty. ``"lstsq"``: the exact Cholesky
+    solve where K + ridge I factors, else the min-norm least-squares solution (SVD, singular
+    values below eps times the largest cut; the interpolant that kernel classifiers of smooth,
+    numerically singular kernels need), said in the note.
+    """
+    if fallback not in ("jitter", "lstsq"):
+        raise ValueError(f"fallback must be 'jitter' or 'lstsq', got {fallback!r}")
+    if fallback == "jitter":
+        return cholesky(k, ridge, name=name).solve(y), ""
+    k = check_kernel(k, name)
+    a = k + check_ridge(ridge) * torch.eye(k.shape[0], dtype=k.dtype, device=k.device)
+    chol, info = torch.linalg.cholesky_ex(a)
+    if int(info) == 0 and all_finite(chol.diagonal()):
+        return torch.cholesky_solve(y, chol), ""
+    alpha = torch.linalg.lstsq(a.cpu(), y.cpu(), driver="gelsd").solution.to(k.device)
+    return alpha, f"{name} + ridge I is singular to double precision: min-norm least squares"
 
 
 def _attempt(a: Tensor) -> bool:
@@ -223,40 +279,3 @@ def _cholesky_copy(k: Tensor, ridge: float, jitters: list[float]):
         if int(info) == 0 and all_finite(factor.diagonal()):
             return factor, jitter
     return None
-
-
-@dataclass
-class Eigen:
-    """K + ridge I = V diag(values) V^T, the values clipped at 0 (rounding can make the smallest
-    slightly negative; a kernel matrix is positive semi-definite)."""
-
-    values: Tensor
-    vectors: Tensor
-    ridge: float
-    clipped: float  # the most negative eigenvalue before clipping (0 if none)
-
-
-def eigen(k, ridge: float = 0.0, *, name: str = "k_train") -> Eigen:
-    """Symmetric eigendecomposition of K + ridge I (torch ``eigh``, memory ~3 n^2)."""
-    k = check_kernel(k, name)
-    ridge = check_ridge(ridge)
-    sym = (k + k.T) / 2
-    if ridge:
-        sym.diagonal().add_(ridge)
-    values, vectors = torch.linalg.eigh(sym)
-    lowest = float(values[0])
-    scale = float(values.abs().max())
-    if lowest < -1e-6 * scale:
-        raise NotPositiveDefiniteError(f"{name} + ridge I has an eigenvalue {lowest:.3g} "
-                                       f"(largest {scale:.3g}): not a kernel matrix")
-    return Eigen(values.clamp(min=0), vectors, ridge, min(lowest, 0.0))
-
-
-def check_ridge(ridge) -> float:
-    try:
-        ridge = float(ridge)
-    except (TypeError, ValueError):
-        raise ValueError(f"ridge must be a number >= 0, got {ridge!r}") from None
-    if not (math.isfinite(ridge) and ridge >= 0):
-        raise ValueError(f"ridge must be a finite number >= 0, got {ridge!r}")
-    return ridge

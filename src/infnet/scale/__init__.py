@@ -8,24 +8,26 @@ one process or on a Dask cluster.
     alpha, info = solve(store, Y, ridge=1e-6, tol=1e-8)   # Nystrom-preconditioned CG
     alpha, info = solve(NetworkOperator(net, x), Y)       # tiles recomputed, never stored
 
-``store`` (tiles on disk, manifest, fingerprint), ``folders`` (atomic files, one writer per
-folder, array fingerprints, shared with the study and the command line), ``compute`` (single process or Dask),
-``operators`` (K through products and columns), ``nystrom`` (the preconditioner), ``solve``.
+``store`` (tiles on disk, manifest, the store's errors), ``digests`` (the fingerprint of a store:
+data, network code, parameters), ``compute`` (single process or Dask), ``operators`` (K through
+products and columns), ``nystrom`` (the preconditioner), ``solve``. Atomic files, one writer per
+folder and array fingerprints, shared with the study and the command line, are in
+``infnet.core.files``.
 """
 
+from ..core.files import FolderInUseError, WriteError
 from .compute import CONNECT_TIMEOUT, compute_kernel, compute_tile, local_cluster
-from .folders import FolderInUseError, WriteError
+from .digests import fingerprint
 from .nystrom import NystromPreconditioner, default_rank, nystrom
 from .operators import DenseOperator, KernelOperator, NetworkOperator, predict
 from .solve import ConvergenceWarning, SolveInfo, solve
 from .store import (
-    CorruptStoreError,
-    CorruptTileError,
-    KernelStore,
-    StoreMismatchError,
-    StoreWriteError,
-    Verification,
-    fingerprint,
+           CorruptStoreError,
+           CorruptTileError,
+           KernelStore,
+           StoreMismatchError,
+           StoreWriteError,
+           Verification,
 )
 
 __all__ = ["CONNECT_TIMEOUT", "ConvergenceWarning", "CorruptStoreError", "CorruptTileError",

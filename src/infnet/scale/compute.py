@@ -19,8 +19,9 @@ import warnings
 import numpy as np
 import torch
 
-from .folders import folder_lock
-from .store import KernelStore, fingerprint, make_store_folder
+from ..core.files import folder_lock
+from .digests import fingerprint
+from .store import KernelStore, make_store_folder
 
 #: seconds to wait for a Dask scheduler at an address before giving up
 CONNECT_TIMEOUT = 5.0
@@ -28,16 +29,58 @@ CONNECT_TIMEOUT = 5.0
 
 def compute_tile(net, x1, x2, store: KernelStore, i: int, j: int,
                  dtype: torch.dtype = torch.float64) -> tuple[int, int]:
-    """Compute tile (i, j) of ``store`` with one torch thread and write it (atomically), in
-    float64 whatever the store's dtype (a float32 store rounds the float64 tile: the fast
-    equal-norm path needs float64 norms, and the entries are then correctly rounded).
+    """Compute tile (i, j) of ``store`` with one torch thread and write it (atomically).
 
-    ``x2`` is None for a symmetric store. The number of threads is restored afterwards (BLAS
-    and OpenMP reductions may change in the last bit with it); the row and column blocks are
-    copied into fresh (aligned) memory so that results do not depend on where the inputs lie.
-    (The network's cached angle tables are built at a rounded input variance, so a tile does
-    not depend on the tiles computed before it in the same process.) One tile at a time per
-    process: ``torch.set_num_threads`` is global.
+    The tile is computed in float64 whatever the store's dtype (a float32 store rounds the
+    float64 tile: the fast equal-norm path needs float64 norms, and the entries are then
+    correctly rounded). The number of threads is restored afterwards (BLAS and OpenMP
+    reductions may change in the last bit with it); the row and column blocks are copied into
+    fresh (aligned) memory so that results do not depend on where the inputs lie. (The
+    network's cached angle tables are built at a rounded input variance, so a tile does not
+    depend on the tiles computed before it in the same process.) One tile at a time per
+    process: ``torch.set_num_threads`` is global. Every mode of ``compute_kernel`` runs this
+    function, one call per tile.
+
+    Parameters
+    ----------
+    net : infnet.Network
+        The network whose ``store.kind`` kernel is computed (``net.kernel``).
+    x1 : torch.Tensor
+        (n1, features) inputs of the rows.
+    x2 : torch.Tensor or None
+        (n2, features) inputs of the columns; None for a symmetric store (x2 = x1).
+    store : KernelStore
+        The store the tile belongs to and is written into.
+    i, j : int
+        The tile's row and column in the store's grid.
+    dtype : torch.dtype, default torch.float64
+        Unused: the tile is always computed in float64, then stored in the store's dtype.
+
+    Returns
+    -------
+    tuple of int
+        (i, j), once the tile is written.
+
+    Raises
+    ------
+    StoreWriteError
+        The tile's files cannot be written (unwritable folder, full disk...).
+    ValueError
+        The kernel has another shape than the tile.
+
+    Examples
+    --------
+    >>> net = infnet.fc("relu", depth=2, w_std=2**0.5)
+    >>> x = torch.randn(20, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    >>> x = x / x.norm(dim=1, keepdim=True)
+    >>> fp = infnet.scale.fingerprint(net, x, kind="ntk", tile=8, dtype=torch.float64)
+    >>> store = infnet.scale.KernelStore.create("K_tiles", 20, 20, fp)
+    >>> infnet.scale.compute_tile(net, x, None, store, 0, 1)
+    (0, 1)
+    >>> store.verify().done
+    [(0, 1)]
+    >>> bool(torch.allclose(store.tile(0, 1), net.kernel(x[:8], x[8:16]).ntk))
+    True
     """
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
@@ -68,15 +111,17 @@ def compute_kernel(net, x1, x2=None, *, path, kind: str = "ntk", tile: int = 204
                    scheduler=None, workers: int | None = None, progress: bool = True,
                    dtype: torch.dtype = torch.float64, overwrite: bool = False,
                    command: str | None = None) -> KernelStore:
-    """The ``kind`` ("nngp" or "ntk") kernel of ``net`` between the rows of x1 and x2 (None: x1
+    """Compute a network's kernel into a tiled, resumable ``KernelStore`` on disk.
+
+    The ``kind`` ("nngp" or "ntk") kernel of ``net`` between the rows of x1 and x2 (None: x1
     with itself; only tiles j >= i are stored) in tiles of ``tile`` x ``tile``, in the folder
-    ``path``; returns the ``KernelStore``.
+    ``path``. Tile (i, j) is ``compute_tile``'s, in every mode.
 
     Resumable: tiles already done (data and checksum agree) are skipped, others (missing,
     half-written, corrupted) computed; run it again after an interruption. A folder holding a
     store of other data, network or parameters is refused (``StoreMismatchError``) unless
     ``overwrite=True``, which deletes its tiles. One writer at a time: while a computation
-    runs, the folder is locked (``folders.folder_lock``, released when the process ends, even
+    runs, the folder is locked (``infnet.core.files.folder_lock``, released when the process ends, even
     killed) and a second one is refused at once with ``FolderInUseError``.
 
     ``scheduler``: None computes in this process (one thread: results are identical in every
@@ -90,8 +135,82 @@ def compute_kernel(net, x1, x2=None, *, path, kind: str = "ntk", tile: int = 204
     must be importable on the workers, or lambdas that cloudpickle can copy). Scripts that use
     ``"local"`` need the ``if __name__ == "__main__":`` guard (workers are new processes). A
     scheduler address that does not answer within ``CONNECT_TIMEOUT`` seconds is a
-    ``ConnectionError``. ``command``: the command line that makes the store, kept in its
-    manifest.
+    ``ConnectionError``.
+
+    Parameters
+    ----------
+    net : infnet.Network
+        The network (``net.kernel``).
+    x1 : array_like or torch.Tensor
+        (n1, ...) inputs, flattened to (n1, features).
+    x2 : array_like or torch.Tensor, optional
+        (n2, ...) inputs of the columns; None: the symmetric kernel of x1.
+    path : str or os.PathLike
+        The store's folder, created if needed.
+    kind : {"ntk", "nngp"}, default "ntk"
+        The kernel.
+    tile : int, default 2048
+        The tile size, a positive integer.
+    scheduler : None, str or distributed.Client, optional
+        None: this process; "local": a local Dask cluster; another string: a scheduler
+        address; a client: used as it is (see above).
+    workers : int, optional
+        The number of worker processes of ``scheduler="local"`` (default 2).
+    progress : bool, default True
+        A rich progress bar over tiles.
+    dtype : torch.dtype, default torch.float64
+        The stored entries' dtype, torch.float32 or torch.float64 (tiles are computed in
+        float64).
+    overwrite : bool, default False
+        Delete the tiles of a store made for other inputs instead of refusing it.
+    command : str, optional
+        The command line that makes the store, kept in its manifest.
+
+    Returns
+    -------
+    KernelStore
+        The complete store.
+
+    Raises
+    ------
+    ValueError
+        kind, tile or dtype invalid; inputs not (n, features) with n >= 1, or x1 and x2 of
+        different numbers of features.
+    TypeError
+        scheduler of another type; a network that cannot be sent to Dask workers.
+    StoreMismatchError
+        The folder holds a store made for other data, network or parameters (without
+        ``overwrite``).
+    CorruptStoreError
+        The folder's manifest is unreadable, of another format, or incomplete.
+    FolderInUseError
+        Another computation writes to the folder.
+    StoreWriteError
+        The folder or a file cannot be written (tiles already done are kept).
+    ConnectionError
+        No Dask scheduler answers at the address within ``CONNECT_TIMEOUT`` seconds.
+    ImportError
+        A scheduler without Dask installed (``pip install 'infnet[dask]'``).
+
+    Examples
+    --------
+    >>> net = infnet.fc("relu", depth=2, w_std=2**0.5)
+    >>> x = torch.randn(20, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    >>> x = x / x.norm(dim=1, keepdim=True)
+    >>> store = infnet.scale.compute_kernel(net, x, path="K_ntk", tile=8, progress=False)
+    >>> store
+    KernelStore('K_ntk', ntk, 20x20, tile=8, symmetric=True)
+    >>> store.verify().complete, bool(torch.allclose(store.to_array(), net.kernel(x).ntk))
+    (True, True)
+
+    Run again, it finds every tile done; for other inputs it refuses the folder:
+
+    >>> infnet.scale.compute_kernel(net, x, path="K_ntk", tile=8, progress=False).verify().complete
+    True
+    >>> infnet.scale.compute_kernel(net, 2 * x, path="K_ntk", tile=8, progress=False)
+    Traceback (most recent call last):
+        ...
+    infnet.scale.store.StoreMismatchError: the kernel store at K_ntk was made for other inputs: data x1 ...
     """
     if kind not in ("nngp", "ntk"):
         raise ValueError(f"kind must be 'nngp' or 'ntk', got {kind!r}")
@@ -165,12 +284,48 @@ def _check_picklable(net) -> None:
 
 
 def local_cluster(workers: int = 2, **kwargs):
-    """The ``dask.distributed.LocalCluster`` that ``scheduler="local"`` starts: ``workers``
-    single-threaded processes, no dashboard, and without Dask's default
+    """Start the ``dask.distributed.LocalCluster`` that ``scheduler="local"`` starts.
+
+    ``workers`` single-threaded processes, no dashboard, and without Dask's default
     ``MALLOC_TRIM_THRESHOLD_=65536`` in the workers' environment, which halves the tile
     throughput (every large temporary is then mapped and page-faulted anew); set
     ``distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_`` to null on your own
-    clusters too. Start one to reuse across calls: ``scheduler=cluster.scheduler_address``."""
+    clusters too. Start one to reuse across calls: ``scheduler=cluster.scheduler_address``.
+
+    Parameters
+    ----------
+    workers : int, default 2
+        The number of worker processes (one thread each).
+    **kwargs
+        Other arguments of ``LocalCluster``; they override the ones above.
+
+    Returns
+    -------
+    distributed.LocalCluster
+        The running cluster (a context manager: ``with`` closes it).
+
+    Raises
+    ------
+    ImportError
+        Dask is not installed (``pip install 'infnet[dask]'``).
+
+    Examples
+    --------
+    One cluster for several kernels (scripts need the ``if __name__ == "__main__":`` guard);
+    the tiles are bit-for-bit those computed in one process:
+
+    >>> net = infnet.fc("relu", depth=2, w_std=2**0.5)
+    >>> x = torch.randn(20, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    >>> x = x / x.norm(dim=1, keepdim=True)
+    >>> with infnet.scale.local_cluster(workers=2) as cluster:  # doctest: +SKIP
+    ...     ntk = infnet.scale.compute_kernel(net, x, path="K_ntk", tile=8, progress=False,
+    ...                                       scheduler=cluster.scheduler_address)
+    ...     nngp = infnet.scale.compute_kernel(net, x, path="K_nngp", kind="nngp", tile=8,
+    ...                                        progress=False, scheduler=cluster.scheduler_address)
+    >>> serial = infnet.scale.compute_kernel(net, x, path="K_serial", tile=8, progress=False)
+    >>> serial.verify().complete
+    True
+    """
     import dask
     from distributed import LocalCluster
 

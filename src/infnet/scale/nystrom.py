@@ -48,7 +48,33 @@ _SHIFT_RETRIES = 6
 
 @dataclass
 class NystromPreconditioner:
-    """P^(-1) = (lambda_r + mu) U (Lambda + mu I)^(-1) U^T + (I - U U^T) (module docstring)."""
+    """The Nystrom preconditioner: P^(-1) = (lambda_r + mu) U (Lambda + mu I)^(-1) U^T + (I - U U^T).
+
+    See the module docstring; ``nystrom`` builds it, ``apply`` applies P^(-1), ``rank`` is r.
+
+    Parameters
+    ----------
+    U : torch.Tensor
+        (n, r), the operator's dtype: the approximate top eigenvectors of K.
+    eigenvalues : torch.Tensor
+        (r,) float64, decreasing: Lambda (lambda_r the last).
+    mu : float
+        The ridge of K + mu I.
+    shift : float
+        nu, the shift of the sketch.
+    sketch : str
+        The test matrix it was built from, "columns" or "gaussian".
+
+    Examples
+    --------
+    >>> u = torch.eye(4, 2, dtype=torch.float64)
+    >>> p = infnet.scale.NystromPreconditioner(u, torch.tensor([3.0, 1.0], dtype=torch.float64),
+    ...                                        mu=1.0, shift=0.0, sketch="columns")
+    >>> p.rank
+    2
+    >>> p.apply(torch.ones(4, 1, dtype=torch.float64)).flatten().tolist()
+    [0.5, 1.0, 1.0, 1.0]
+    """
 
     U: Tensor        # (n, r), the operator's dtype
     eigenvalues: Tensor  # (r,) float64, decreasing: Lambda
@@ -72,8 +98,57 @@ class NystromPreconditioner:
 
 def nystrom(op: KernelOperator, rank: int, *, mu: float = 0.0, sketch: str = "columns",
             seed: int = 0, device=None) -> NystromPreconditioner:
-    """The randomized Nystrom preconditioner of K + mu I of the given rank (module docstring);
-    ``device``: the operator's (None: that of its diagonal)."""
+    """Build the randomized Nystrom preconditioner of K + mu I of the given rank.
+
+    See the module docstring (Frangella, Tropp & Udell 2021, Alg. 2.1): eigenvalues below the
+    shift nu are rounding and dropped, so the rank kept may be smaller than asked.
+
+    Parameters
+    ----------
+    op : KernelOperator
+        The kernel matrix K.
+    rank : int
+        r, at most n.
+    mu : float, default 0.0
+        The ridge of K + mu I.
+    sketch : {"columns", "gaussian"}, default "columns"
+        The test matrix: r columns of the identity at uniform landmarks (``op.columns``), or
+        a Gaussian one (``op.matvec`` with r right-hand sides).
+    seed : int, default 0
+        Seed of the landmarks or the Gaussian matrix.
+    device : torch.device, optional
+        The operator's device (None: that of its diagonal).
+
+    Returns
+    -------
+    NystromPreconditioner
+        U, Lambda, mu, the shift nu and the sketch.
+
+    Raises
+    ------
+    ValueError
+        sketch invalid, or an operator's answer of the wrong shape.
+    TypeError
+        An operator's answer that is not a tensor.
+    FloatingPointError
+        An operator's answer with NaN or inf.
+    infnet.predict.solve.NotPositiveDefiniteError
+        The kernel is zero on the sample, or Omega^T K Omega + nu I stays indefinite: the
+        operator is not positive semi-definite.
+
+    Examples
+    --------
+    >>> net = infnet.fc("relu", depth=2, w_std=2**0.5)
+    >>> x = torch.randn(20, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    >>> op = infnet.scale.DenseOperator(net.kernel(x / x.norm(dim=1, keepdim=True)).ntk)
+    >>> p = infnet.scale.nystrom(op, 5, mu=1e-3)
+    >>> p.rank, tuple(p.U.shape), p.sketch
+    (5, (20, 5), 'columns')
+    >>> bool((p.eigenvalues[:-1] >= p.eigenvalues[1:]).all())
+    True
+    >>> p.apply(torch.ones(20, 2, dtype=torch.float64)).shape
+    torch.Size([20, 2])
+    """
     if sketch not in ("columns", "gaussian"):
         raise ValueError(f"sketch must be 'columns' or 'gaussian', got {sketch!r}")
     n, dtype = op.n, op.dtype
@@ -135,5 +210,21 @@ def _spectral_norm(y: Tensor, gen: torch.Generator) -> float:
 
 
 def default_rank(n: int) -> int:
-    """min(n, 1000): the rank used when none is given (module docstring)."""
+    """The Nystrom rank used when none is given: min(n, 1000) (module docstring).
+
+    Parameters
+    ----------
+    n : int
+        The size of the kernel matrix.
+
+    Returns
+    -------
+    int
+        min(n, 1000).
+
+    Examples
+    --------
+    >>> infnet.scale.default_rank(500), infnet.scale.default_rank(60000)
+    (500, 1000)
+    """
     return min(n, 1000)

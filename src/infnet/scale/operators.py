@@ -13,13 +13,26 @@ from typing import Protocol, runtime_checkable
 import numpy as np
 import torch
 
-from ..activations.base import all_finite
+from ..core.checks import all_finite
 
 Tensor = torch.Tensor
 
 @runtime_checkable
 class KernelOperator(Protocol):
-    """What ``solve`` needs of a symmetric positive (semi-)definite n x n kernel matrix K."""
+    """What ``solve`` needs of a symmetric positive (semi-)definite n x n kernel matrix K.
+
+    A protocol (``isinstance`` checks the members): ``n``, ``dtype``, ``matvec(V)`` (K @ V),
+    ``columns(idx)`` (K[:, idx]) and ``diagonal()``. ``DenseOperator``, ``NetworkOperator``
+    and a square ``KernelStore`` are kernel operators.
+
+    Examples
+    --------
+    >>> k = torch.tensor([[2.0, 1.0], [1.0, 2.0]], dtype=torch.float64)
+    >>> isinstance(infnet.scale.DenseOperator(k), infnet.scale.KernelOperator)
+    True
+    >>> isinstance(k, infnet.scale.KernelOperator)
+    False
+    """
 
     @property
     def n(self) -> int: ...
@@ -39,7 +52,30 @@ class KernelOperator(Protocol):
 
 
 class DenseOperator:
-    """A kernel matrix held in memory, as a ``KernelOperator``."""
+    """A kernel matrix held in memory, as a ``KernelOperator``.
+
+    Parameters
+    ----------
+    k : array_like or torch.Tensor
+        The (n, n) kernel matrix, n >= 1 (an integer matrix is converted to float64).
+
+    Raises
+    ------
+    ValueError
+        k not square (n, n) with n >= 1, or with NaN or inf entries.
+
+    Examples
+    --------
+    >>> op = infnet.scale.DenseOperator(torch.tensor([[2.0, 1.0], [1.0, 2.0]], dtype=torch.float64))
+    >>> op.n, op.dtype
+    (2, torch.float64)
+    >>> op.matvec(torch.ones(2, 1, dtype=torch.float64)).tolist(), op.diagonal().tolist()
+    ([[3.0], [3.0]], [2.0, 2.0])
+    >>> infnet.scale.DenseOperator(torch.zeros(2, 3))
+    Traceback (most recent call last):
+        ...
+    ValueError: a kernel matrix must be square (n, n) with n >= 1, got shape (2, 3)
+    """
 
     def __init__(self, k):
         k = torch.as_tensor(k)
@@ -81,6 +117,48 @@ class NetworkOperator:
     layer, twice slower); ``dtype`` is that of the answers (matvec, columns, diagonal) and so of
     what ``solve`` keeps, the n x rank preconditioner: float32 halves it. ``diagonal`` is the
     network's diagonal pass (``net.diagonal``), or the diagonal of the diagonal blocks.
+
+    Parameters
+    ----------
+    net : infnet.Network
+        A network with a ``kernel`` method (``infnet.fc``).
+    x : array_like or torch.Tensor
+        (n, ...) inputs, n >= 1, flattened to (n, features) in float64. Inputs of different
+        norms make every tile take the exact (slower) path.
+    kind : {"ntk", "nngp"}, default "ntk"
+        The kernel.
+    tile : int, default 2048
+        The rows of a strip, a positive integer.
+    dtype : torch.dtype, default torch.float64
+        The dtype of the answers, torch.float32 or torch.float64.
+
+    Raises
+    ------
+    ValueError
+        kind, tile or dtype invalid; x not (n, features) with n >= 1, or with NaN or inf.
+    TypeError
+        net without a ``kernel`` method.
+
+    Warns
+    -----
+    UserWarning
+        Inputs of different norms with an activation without closed form and n > 500: every
+        entry of every product costs a 2-D quadrature per layer (slow).
+
+    Examples
+    --------
+    >>> net = infnet.fc("relu", depth=2, w_std=2**0.5)
+    >>> x = torch.randn(20, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    >>> x = x / x.norm(dim=1, keepdim=True)
+    >>> op = infnet.scale.NetworkOperator(net, x, tile=8)
+    >>> op.n, op.dtype
+    (20, torch.float64)
+    >>> k = net.kernel(x).ntk
+    >>> v = torch.ones(20, 2, dtype=torch.float64)
+    >>> bool(torch.allclose(op.matvec(v), k @ v)), bool(torch.allclose(op.diagonal(), k.diagonal()))
+    (True, True)
+    >>> bool(torch.allclose(op.columns(torch.tensor([3, 11])), k[:, [3, 11]]))
+    True
     """
 
     def __init__(self, net, x, kind: str = "ntk", tile: int = 2048, dtype: torch.dtype = torch.float64):
@@ -103,9 +181,10 @@ class NetworkOperator:
         self.x = x
         self._diag: Tensor | None = None
         self._kwargs = {}
-        from ..network.network import Network, _common_value
+        from ..network import Network
+        from ..network.inputs import common_value
 
-        if isinstance(net, Network) and _common_value((x * x).sum(1)) is None:
+        if isinstance(net, Network) and common_value((x * x).sum(1)) is None:
             # one method for every tile: the angle table only serves inputs of one norm
             self._kwargs["method"] = "exact"
             if any(not a.is_closed_form for a in net.activations) and x.shape[0] > 500:
@@ -166,10 +245,52 @@ class NetworkOperator:
 
 def predict(model, x_test, x_train, alpha, *, kind: str = "ntk", tile: int = 2048,
             dtype: torch.dtype = torch.float64) -> Tensor:
-    """K(x_test, x_train) @ alpha in strips of ``tile`` test rows (memory tile x n_train).
+    """Predict K(x_test, x_train) @ alpha in strips of ``tile`` test rows (memory tile x n_train).
 
-    ``model``: a network (``net.kernel(a, b, get=kind)``) or a function (a, b) -> the (len a,
-    len b) kernel between rows of a and b. Returns (n_test,) or (n_test, m) like ``alpha``.
+    Parameters
+    ----------
+    model : infnet.Network or callable
+        A network (``net.kernel(a, b, get=kind)``) or a function (a, b) -> the (len a, len b)
+        kernel between rows of a and b.
+    x_test : array_like or torch.Tensor
+        (n_test, features) inputs to predict at.
+    x_train : array_like or torch.Tensor
+        (n_train, features) training inputs.
+    alpha : array_like or torch.Tensor
+        (n_train,) or (n_train, m) coefficients, e.g. from ``solve``.
+    kind : {"ntk", "nngp"}, default "ntk"
+        The network's kernel (ignored for a function).
+    tile : int, default 2048
+        Test rows per strip, a positive integer.
+    dtype : torch.dtype, default torch.float64
+        The dtype the network's kernel is computed in.
+
+    Returns
+    -------
+    torch.Tensor
+        (n_test,) or (n_test, m), like ``alpha``.
+
+    Raises
+    ------
+    ValueError
+        tile not a positive integer, kind invalid, alpha and x_train of different lengths, or
+        a kernel function that returns another shape.
+    TypeError
+        model neither a network with ``kernel`` nor a function.
+
+    Examples
+    --------
+    >>> net = infnet.fc("relu", depth=2, w_std=2**0.5)
+    >>> x = torch.randn(20, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    >>> x = x / x.norm(dim=1, keepdim=True)
+    >>> alpha = torch.linspace(-1, 1, 20, dtype=torch.float64)
+    >>> x_test = x[:5] * 0.5
+    >>> f = infnet.scale.predict(net, x_test, x, alpha, tile=2)
+    >>> f.shape, bool(torch.allclose(f, net.kernel(x_test, x).ntk @ alpha))
+    (torch.Size([5]), True)
+    >>> f = infnet.scale.predict(lambda a, b: a @ b.T, x_test, x, alpha[:, None])
+    >>> f.shape, bool(torch.allclose(f, x_test @ x.T @ alpha[:, None]))
+    (torch.Size([5, 1]), True)
     """
     if isinstance(tile, bool) or not isinstance(tile, int) or tile < 1:
         raise ValueError(f"tile must be a positive integer, got {tile!r}")

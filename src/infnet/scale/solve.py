@@ -39,7 +39,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from ..activations.base import all_finite
+from ..core.checks import all_finite
 from ..predict.solve import NotPositiveDefiniteError, check_ridge
 from .nystrom import default_rank, nystrom
 from .operators import KernelOperator, _check_operator, _checked
@@ -58,10 +58,49 @@ class ConvergenceWarning(UserWarning):
 
 @dataclass
 class SolveInfo:
-    """What ``solve`` did. ``residuals[k, j]`` is output j's relative residual |r| / |y| after
-    k iterations (the recursive residual; constant once the output stopped); ``final_residuals``
-    the true ones |y - (K + mu I) x| / |y| at the end; ``iterations_per_output[j]`` the iteration
-    at which output j met tol (-1: never)."""
+    """What ``solve`` did: iterations, residuals, convergence, preconditioner, times.
+
+    Parameters
+    ----------
+    iterations : int
+        CG iterations run.
+    converged : bool
+        Every output met tol (true residual).
+    converged_outputs : torch.Tensor
+        (m,) bool, by output.
+    iterations_per_output : torch.Tensor
+        (m,): ``iterations_per_output[j]`` is the iteration at which output j met tol (-1:
+        never).
+    residuals : torch.Tensor
+        (iterations + 1, m): ``residuals[k, j]`` is output j's relative residual |r| / |y|
+        after k iterations (the recursive residual; constant once the output stopped).
+    final_residuals : torch.Tensor
+        (m,): the true ones |y - (K + mu I) x| / |y| at the end.
+    matvecs : int
+        Products with K.
+    rank : int
+        Of the preconditioner (0: none).
+    mean_diagonal : float
+        Of K: the scale for a relative ridge.
+    setup_time : float
+        Seconds to build the preconditioner.
+    time : float
+        Seconds in all.
+
+    Examples
+    --------
+    >>> net = infnet.fc("relu", depth=2, w_std=2**0.5)
+    >>> x = torch.randn(20, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    >>> x = x / x.norm(dim=1, keepdim=True)
+    >>> k = net.kernel(x).ntk
+    >>> y = torch.stack([x[:, 0], x[:, 1]], dim=1)
+    >>> _, info = infnet.scale.solve(infnet.scale.DenseOperator(k), y, ridge=1e-3, rank=5,
+    ...                              progress=False)
+    >>> info.converged, info.rank, info.converged_outputs.tolist()
+    (True, 5, [True, True])
+    >>> info.residuals.shape[1], bool((info.final_residuals < 1e-8).all())
+    (2, True)
+    """
 
     iterations: int
     converged: bool
@@ -79,13 +118,81 @@ class SolveInfo:
 def solve(op: KernelOperator, Y, *, ridge: float = 0.0, tol: float = 1e-8, max_iter: int = 1000,
           rank: int | None = None, preconditioner: str = "nystrom", sketch: str = "columns",
           seed: int = 0, progress: bool = True) -> tuple[Tensor, SolveInfo]:
-    """alpha = (K + ridge I)^(-1) Y by preconditioned CG (module docstring), and a ``SolveInfo``.
+    """Solve alpha = (K + ridge I)^(-1) Y by Nystrom-preconditioned CG (module docstring).
 
-    ``Y``: (n,) or (n, m) targets; alpha has the same shape, float64. ``tol``: stop an output
-    when |r| / |y| < tol (true residual, checked at the end). ``preconditioner``: "nystrom"
-    (rank ``rank``, default ``default_rank(n)``; test matrix ``sketch``, "columns" or
-    "gaussian") or "none". ``progress``: a rich progress line on stderr with the residuals.
-    Hitting ``max_iter`` warns (``ConvergenceWarning``) and returns the last iterate.
+    K is touched only through the operator's products, columns and diagonal. Hitting
+    ``max_iter`` warns (``ConvergenceWarning``) and returns the last iterate.
+
+    Parameters
+    ----------
+    op : KernelOperator
+        K (``DenseOperator``, ``NetworkOperator``, a square ``KernelStore``...).
+    Y : array_like or torch.Tensor
+        (n,) or (n, m) real targets.
+    ridge : float, default 0.0
+        mu >= 0, finite; ~1e-6 x mean(diag K) (``info.mean_diagonal``) changes predictions
+        little and bounds the iteration count.
+    tol : float, default 1e-8
+        Stop an output when |r| / |y| < tol (true residual, checked at the end); in (0, 1).
+    max_iter : int, default 1000
+        The most CG iterations.
+    rank : int, optional
+        The Nystrom rank (default ``default_rank(n)``).
+    preconditioner : {"nystrom", "none"}, default "nystrom"
+        The preconditioner.
+    sketch : {"columns", "gaussian"}, default "columns"
+        The Nystrom test matrix.
+    seed : int, default 0
+        Seed of the Nystrom sketch.
+    progress : bool, default True
+        A rich progress line on stderr with the residuals.
+
+    Returns
+    -------
+    alpha : torch.Tensor
+        Of Y's shape, float64.
+    info : SolveInfo
+        Iterations, residuals, convergence.
+
+    Raises
+    ------
+    ValueError
+        ridge, tol, max_iter, preconditioner, sketch or rank invalid; Y not (n,) or (n, m)
+        with n the operator's, or with NaN or inf; ``op.n`` not a positive integer; an
+        operator's answer of the wrong shape.
+    TypeError
+        An operator that lacks a member, an answer that is not a tensor, or complex Y.
+    FloatingPointError
+        An operator's answer with NaN or inf.
+    infnet.predict.solve.NotPositiveDefiniteError
+        A diagonal that is not positive, or p^T (K + ridge I) p <= 0 during CG: not a kernel
+        matrix, or singular with ridge = 0.
+
+    Warns
+    -----
+    ConvergenceWarning
+        Some outputs did not reach tol within ``max_iter`` (or after the restarts).
+
+    Examples
+    --------
+    >>> net = infnet.fc("relu", depth=2, w_std=2**0.5)
+    >>> x = torch.randn(20, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    >>> x = x / x.norm(dim=1, keepdim=True)
+    >>> k = net.kernel(x).ntk
+    >>> y = x[:, 0].clone()
+    >>> alpha, info = infnet.scale.solve(infnet.scale.DenseOperator(k), y, ridge=1e-3, rank=5,
+    ...                                  progress=False)
+    >>> alpha.shape, info.converged
+    (torch.Size([20]), True)
+    >>> bool(torch.allclose(alpha, torch.linalg.solve(k + 1e-3 * torch.eye(20, dtype=torch.float64), y)))
+    True
+
+    The same without the kernel in memory, recomputed tile by tile at every product:
+
+    >>> op = infnet.scale.NetworkOperator(net, x, tile=8)
+    >>> alpha2, _ = infnet.scale.solve(op, y, ridge=1e-3, rank=5, progress=False)
+    >>> bool(torch.allclose(alpha2, alpha, atol=1e-6))
+    True
     """
     start = time.perf_counter()
     n = _check_operator(op)

@@ -11,14 +11,14 @@ Every file is written atomically (a temporary name in the same folder, flush, ``
 agree: a process killed at any point leaves tiles that are either done or ignored (and
 recomputed). Symmetric kernels (x2 = x1) store the tiles j >= i only.
 
-The fingerprint (``fingerprint``) is a sha256 of the inputs (bytes, shape, dtype), of the
-network (``repr`` and, for activations outside the catalog, their functions' code) and of the
-parameters (kind, tile, dtype); a store made for other inputs is refused with what differs.
+The fingerprint (``fingerprint``, in ``infnet.scale.digests``; importable from here as well) is
+a sha256 of the inputs (bytes, shape, dtype), of the network (``repr`` and, for activations
+outside the catalog, their functions' code) and of the parameters (kind, tile, dtype); a store
+made for other inputs is refused with what differs.
 """
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import hashlib
 import io
@@ -30,7 +30,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .folders import WriteError, array_digest, describe_digest, write_atomic
+from ..core.files import WriteError, write_atomic
+from .digests import _differences, fingerprint
+
+__all__ = ["FORMAT", "MANIFEST", "CorruptStoreError", "CorruptTileError", "KernelStore",
+           "StoreMismatchError", "StoreWriteError", "Verification", "fingerprint",
+           "make_store_folder"]
 
 FORMAT = 1
 MANIFEST = "manifest.json"
@@ -53,64 +58,6 @@ class CorruptTileError(OSError):
 
 class CorruptStoreError(ValueError):
     """A store's manifest is unreadable, of another format, or incomplete."""
-
-
-# ---- fingerprint -----------------------------------------------------------------------------
-def _code_digest(obj, h, depth: int = 0) -> None:
-    """Feed a function's code (bytecode, names, constants, nested code, closure values) to h."""
-    if not hasattr(obj, "__code__") or depth > 4:
-        h.update(repr(obj).encode() if isinstance(obj, (int, float, str, bool)) else b"?")
-        return
-    stack = [obj.__code__]
-    while stack:
-        c = stack.pop()
-        stack += [k for k in c.co_consts if hasattr(k, "co_code")]
-        consts = [sorted(map(repr, k)) if isinstance(k, frozenset) else k  # (hash-seed order)
-                  for k in c.co_consts if not hasattr(k, "co_code")]
-        h.update(c.co_code + repr((c.co_names, consts)).encode())
-    for cell in getattr(obj, "__closure__", None) or ():
-        with contextlib.suppress(ValueError):  # (an empty cell)
-            _code_digest(cell.cell_contents, h, depth + 1)
-
-
-def _network_part(net) -> dict:
-    """repr of the network, and the code of activations that are not the catalog's (two user
-    functions of one name have one repr)."""
-    from ..activations.base import _catalog_spec
-
-    h = hashlib.sha256(repr(net).encode())
-    for act in getattr(net, "activations", []):
-        if _catalog_spec(act) is None:
-            for name in ("fn", "closed_form", "angle_form", "derivative_fn"):
-                _code_digest(getattr(act, name, None), h)
-    return {"repr": repr(net), "sha256": h.hexdigest()}
-
-
-def fingerprint(net, x1, x2=None, *, kind: str, tile: int, dtype) -> dict:
-    """The parts a store is made for: data (x1, x2), network and parameters; and their sha256
-    (key ``"sha256"``). ``x2=None``: the symmetric kernel of x1."""
-    parts = {"data": {"x1": array_digest(x1), "x2": array_digest(x2)},
-             "network": _network_part(net),
-             "params": {"kind": kind, "tile": int(tile), "dtype": str(dtype).replace("torch.", ""),
-                        "symmetric": x2 is None}}
-    digest = hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()
-    return {**parts, "sha256": digest}
-
-
-def _differences(old: dict, new: dict) -> list[str]:
-    """What differs between two fingerprints, in words."""
-    show = describe_digest
-    out = [f"data {key} differ (store: {show(old['data'][key])}; now: {show(new['data'][key])})"
-           for key in ("x1", "x2") if old["data"][key] != new["data"][key]]
-    if old["network"]["sha256"] != new["network"]["sha256"]:
-        same = old["network"]["repr"] == new["network"]["repr"]
-        out.append("network differs" + (" (same repr, different activation code)" if same else
-                                         f" (store: {old['network']['repr']}; "
-                                         f"now: {new['network']['repr']})"))
-    for key, value in new["params"].items():
-        if old["params"].get(key) != value:
-            out.append(f"{key} differs (store: {old['params'].get(key)!r}; now: {value!r})")
-    return out or ["fingerprint differs"]
 
 
 def _write(path: Path, data: bytes) -> None:
@@ -136,8 +83,30 @@ def make_store_folder(path) -> Path:
 # ---- the store ---------------------------------------------------------------------------------
 @dataclasses.dataclass(frozen=True)
 class Verification:
-    """Tiles (i, j) by state: done (data and checksum agree), missing (either file absent),
-    corrupt (checksum disagrees); ``complete``: all done."""
+    """The tiles (i, j) of a store by state, as ``KernelStore.verify`` finds them.
+
+    Parameters
+    ----------
+    done : list of tuple of int
+        The tiles whose data and checksum agree.
+    missing : list of tuple of int
+        The tiles with either file absent.
+    corrupt : list of tuple of int
+        The tiles whose checksum disagrees with their data.
+
+    Attributes
+    ----------
+    complete : bool
+        All tiles done (none missing or corrupt).
+
+    Examples
+    --------
+    >>> check = infnet.scale.Verification(done=[(0, 0)], missing=[(0, 1)], corrupt=[])
+    >>> check.complete
+    False
+    >>> infnet.scale.Verification(done=[(0, 0), (0, 1)], missing=[], corrupt=[]).complete
+    True
+    """
 
     done: list
     missing: list
@@ -146,8 +115,60 @@ class Verification:
 
 
 class KernelStore:
-    """A kernel matrix stored in tiles in a folder (``KernelStore.open(path)`` to read one,
-    ``compute_kernel`` to make one). Read access by tiles, blocks, matrix products."""
+    """A kernel matrix stored in tiles in a folder.
+
+    ``KernelStore.open(path)`` reads one, ``compute_kernel`` makes one (``KernelStore.create``
+    its empty folder). Read access by tiles (``tile``), blocks (``block``, ``columns``,
+    ``diagonal``, ``to_array``) and matrix products (``matvec``); a square store is a
+    ``KernelOperator`` for ``solve``. ``verify`` checks every tile against its checksum.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The store's folder.
+    manifest : dict
+        Its manifest (n1, n2, tile, dtype, kind, symmetric, fingerprint), as ``open`` reads
+        it from ``manifest.json``.
+
+    Attributes
+    ----------
+    n1, n2 : int
+        The kernel's shape; ``n`` is n for a square store.
+    tile_size : int
+        The tile size.
+    dtype : torch.dtype
+        The dtype of the entries.
+    kind : str
+        "ntk" or "nngp".
+    symmetric : bool
+        x2 = x1: only the tiles j >= i are stored.
+    grid : tuple of int
+        The number of tile rows and columns.
+
+    Raises
+    ------
+    KeyError
+        The manifest lacks a key (``open`` checks it first: ``CorruptStoreError``).
+
+    Examples
+    --------
+    >>> net = infnet.fc("relu", depth=2, w_std=2**0.5)
+    >>> x = torch.randn(20, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    >>> x = x / x.norm(dim=1, keepdim=True)
+    >>> _ = infnet.scale.compute_kernel(net, x, path="K_ntk", tile=8, progress=False)
+    >>> store = infnet.scale.KernelStore.open("K_ntk")
+    >>> store.n, store.grid, store.tiles()
+    (20, (3, 3), [(0, 0), (0, 1), (0, 2), (1, 1), (1, 2), (2, 2)])
+    >>> store.block(slice(0, 3), [5, 17]).shape, store.diagonal().shape
+    (torch.Size([3, 2]), torch.Size([20]))
+    >>> v = torch.ones(20, 2, dtype=torch.float64)
+    >>> bool(torch.allclose(store.matvec(v), net.kernel(x).ntk @ v))
+    True
+    >>> infnet.scale.KernelStore.open("nowhere")
+    Traceback (most recent call last):
+        ...
+    FileNotFoundError: no kernel store at nowhere (no manifest.json)
+    """
 
     def __init__(self, path, manifest: dict):
         self.path = Path(path)
