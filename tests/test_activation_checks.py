@@ -218,6 +218,22 @@ def test_relu_network_is_homogeneous_at_extreme_scales(scale):
         assert torch.allclose(a / scale**2, b, rtol=1e-12, atol=1e-14 * float(b.abs().max()))
 
 
+@pytest.mark.parametrize("n", [1, 300])  # one entry; the angle table (90000 entries)
+@pytest.mark.parametrize("scale", [1e-21, 1e-100, 1e100])
+def test_inputs_of_one_small_norm_are_homogeneous(scale, n):
+    """Inputs of one norm take the cached diagonal pass and the angle table, built at the
+    variance rounded to 15 significant digits: a variance of 1e-42 must stay 1e-42 (rounding
+    to 15 decimal places made it 0, and the kernel of x = [[1.26e-21]] came out 0, not 5e-44;
+    found by the fuzz suite)."""
+    g = torch.Generator().manual_seed(2)
+    x = torch.randn(n, 5, generator=g, dtype=F64)
+    x = x / x.norm(dim=1, keepdim=True)
+    net = infnet.fc("relu", 2, w_std=1.3)
+    ref, got = net.kernel(x), net.kernel(x * scale)
+    for a, b in ((got.nngp, ref.nngp), (got.ntk, ref.ntk)):
+        assert torch.allclose(a / scale**2, b, rtol=1e-12, atol=1e-14 * float(b.abs().max()))
+
+
 def test_variances_beyond_1e24_reach_only_homogeneous_units():
     x = torch.randn(4, 3, dtype=F64) * 1e13
     with pytest.raises(ValueError, match="Rescale the inputs"):

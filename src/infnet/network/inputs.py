@@ -108,6 +108,14 @@ def angles(g: Tensor, a: Tensor, b: Tensor, norm_a, norm_b) -> Tensor:
     return theta
 
 
+def round_digits(value: float, digits: int = 15) -> float:
+    """``value`` rounded to ``digits`` significant digits (not decimal places: a variance of
+    1e-42 stays 1e-42). Inputs of one norm give variances that differ in the last bits from
+    call to call; the diagonal pass and the angle table are built at the rounded value, so
+    every call's result is independent of which call built them."""
+    return float(f"{value:.{digits - 1}e}")
+
+
 def common_value(sq: Tensor) -> float | None:
     """The mean of ``sq`` where all its entries agree to ``EQUAL_NORM_RTOL`` (inputs of one
     norm: the fast path), else None."""

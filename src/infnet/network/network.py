@@ -21,7 +21,7 @@ from ..core.checks import all_finite
 from ..numerics.moments import geometric_mean
 from ..numerics.table import AngleTable, TableError
 from .finite import build
-from .inputs import Kernel, KernelModel, angles, as_data, check_finite, common_value
+from .inputs import Kernel, KernelModel, angles, as_data, check_finite, common_value, round_digits
 from .layers import Moments, as_layer, check_gaussian_inputs
 from .runs import Run, find_runs
 from .trace import IllConditionedError, Trace
@@ -323,7 +323,7 @@ class Network(KernelModel):
                                  "(x.x / d = inf): rescale the inputs (e.g. x / |x|)")
         equal = common_value(torch.cat([sq1, sq2]))
         if equal is not None and method != "exact":  # one input variance: one diagonal pass
-            tr1 = tr2 = self._scalar_trace(round(equal, 15), d, x1.device)  # (as the table)
+            tr1 = tr2 = self._scalar_trace(round_digits(equal), d, x1.device)  # (as the table)
         else:
             tr1 = self.trace(sq1, d)
             tr2 = tr1 if symmetric else self.trace(sq2, d)
@@ -381,7 +381,7 @@ class Network(KernelModel):
         """The angle table at input variance sq, built at sq rounded to 15 digits (inputs of
         one norm give variances that differ in the last bits from call to call; a table at the
         rounded value makes every call's result independent of which call built it)."""
-        sq = round(sq, 15)
+        sq = round_digits(sq)
         key = (sq, width)
         if key not in self._tables:
             def fn(theta: np.ndarray) -> np.ndarray:
