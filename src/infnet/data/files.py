@@ -109,51 +109,21 @@ def load_fashion_mnist(root=None, split: str = "train", *, download: bool = Fals
 
     Parameters
     ----------
-    root : str or os.PathLike, optional
-        The data folder (the files lie in ``root/fashion-mnist/`` or directly in ``root``); None: the
-        environment variable ``INFNET_DATA``.
-    split : {"train", "test"}, default "train"
-        The official split: "train" (60000 images) or "test" (10000).
-    download : bool, default False
-        Fetch missing files from the official mirrors (into ``root/fashion-mnist/``), each checked
-        against its MD5 before it is kept.
-    verify : bool, default True
-        Check the official files' MD5 (gzipped files) or size (gunzipped files); pass False
-        for files you made yourself.
+    root, split, download, verify
+        As for ``load_mnist``, with the folder ``fashion-mnist/`` in place of ``mnist/``.
 
     Returns
     -------
-    images : numpy.ndarray
-        (n, 28, 28) uint8.
-    labels : numpy.ndarray
-        (n,) int64.
+    images, labels : numpy.ndarray
+        (n, 28, 28) uint8 and (n,) int64, as for ``load_mnist``.
 
     Raises
     ------
-    ValueError
-        ``split`` is neither "train" nor "test"; a file fails its MD5 or size check (with
-        ``verify``), is a broken gzip stream, or is not a valid IDX file of the expected
-        type; the images and labels differ in number.
-    FileNotFoundError
-        No ``root`` and no ``INFNET_DATA``, or the files are not in the folder (and were not
-        downloaded); the message says what to place where.
+    ValueError, FileNotFoundError
+        As for ``load_mnist``.
 
     Examples
     --------
-    A folder of files made by hand (the official ones have 60000 and 10000 images):
-
-    >>> def idx(a):  # an IDX file's bytes: magic 00 00 08 (uint8) ndim, big-endian shape, values
-    ...     return bytes([0, 0, 8, a.ndim]) + np.array(a.shape, ">u4").tobytes() + a.tobytes()
-    >>> import os
-    >>> os.makedirs("data/fashion-mnist")
-    >>> with open("data/fashion-mnist/train-images-idx3-ubyte", "wb") as f:
-    ...     _ = f.write(idx(np.zeros((6, 28, 28), np.uint8)))
-    >>> with open("data/fashion-mnist/train-labels-idx1-ubyte", "wb") as f:
-    ...     _ = f.write(idx(np.arange(6, dtype=np.uint8)))
-    >>> x, y = infnet.data.load_fashion_mnist("data", "train", verify=False)
-    >>> x.shape, x.dtype.name, y.tolist()
-    ((6, 28, 28), 'uint8', [0, 1, 2, 3, 4, 5])
-
     A folder without the files says what to place where:
 
     >>> infnet.data.load_fashion_mnist("nowhere", "test")

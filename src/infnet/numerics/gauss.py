@@ -52,9 +52,15 @@ MAX_NODES = 240
 #: the rounding of ~1e6 terms of large kernels (q ~ 100) shows at ~1e-13
 _CAP_TOL = 1e-11
 
-#: beyond it, agreement to this is returned with a QuadratureWarning that says how far it got
-#: (large variances: features of phi at |x| ~ 1 are thin slices of the polar pieces)
+#: beyond it, a value is returned with a QuadratureWarning that says how far it got when its
+#: error is below this (large variances: features of phi at |x| ~ 1 are thin slices of the polar
+#: pieces)
 _WARN_TOL = 1e-8
+#: the agreement of the two rules estimates the error only up to a factor: where neither rule
+#: resolves the integrand (snake at a variance of 1e20, oscillating 1e10 times across the
+#: Gaussian) they disagree by aliasing, and the finer one was found 1.5x further from the truth
+#: than from the coarser one. A warning needs agreement to _WARN_TOL / _SAFETY.
+_SAFETY = 10.0
 
 #: the integrand's mass beyond the truncation radius may be at most this much of its absolute
 #: integral (estimated from its value on the circle r = RADIUS, decaying like exp(-r^2/2))
@@ -69,25 +75,29 @@ def agree(prev: list[Tensor], cur: list[Tensor], absolute: list[Tensor],
 
 
 def verdict_at_cap(prev, cur, absolute, label: str, where) -> None:
-    """The verdict at the largest node counts: silent to ``_CAP_TOL``, a QuadratureWarning to
-    ``_WARN_TOL``, else QuadratureError (``where(bad)`` names the first bad entry)."""
+    """The verdict at the largest node counts: silent where the rules agree to ``_CAP_TOL``, a
+    QuadratureWarning to ``_WARN_TOL / _SAFETY`` (an error below ``_WARN_TOL``), else
+    QuadratureError (``where(bad)`` names the first bad entry)."""
     if all(bool(o.all()) for o in agree(prev, cur, absolute, _CAP_TOL)):
         return
-    loose = agree(prev, cur, absolute, _WARN_TOL)
+    loose = agree(prev, cur, absolute, _WARN_TOL / _SAFETY)
     bad = ~torch.stack(loose).all(0)
     if not bool(bad.any()):
         worst = max(float(((a - b).abs() / b.abs().clamp(min=1.0)).max())
                     for a, b in zip(prev, cur, strict=True))
         bad = ~torch.stack(agree(prev, cur, absolute, _CAP_TOL)).all(0)
-        warnings.warn(f"{label} converged only to {worst:.1e} (relative) at {where(bad)} with "
+        warnings.warn(f"{label} converged only to {worst:.1e} (relative; the error is below "
+                      f"{_WARN_TOL:.0e}) at {where(bad)} with "
                       f"{MAX_NODES}+ nodes per piece: machine precision there needs finer "
                       "pieces (large variances, or a kink that is not declared)",
                       QuadratureWarning, stacklevel=4)
         return
     raise QuadratureError(
         f"{label} does not converge to machine precision at {where(bad)}: the integrand is not "
-        "smooth between the known kinks. Declare every point where phi or phi' is not smooth "
-        "(kinks=[...]); where phi or phi' is singular, its Gaussian expectation may diverge.")
+        "smooth between the known kinks, or its features (oscillations, bends near x = 0) are "
+        "too fine for variances that large. Declare every point where phi or phi' is not "
+        "smooth (kinks=[...]), or lower the variances (w_std, b_std, the input scale); where "
+        "phi or phi' is singular, its Gaussian expectation may diverge.")
 
 
 def describe(q1: Tensor, q2: Tensor, theta: Tensor | None, bad: Tensor) -> str:
