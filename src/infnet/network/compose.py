@@ -43,10 +43,7 @@ def serial(*layers) -> Network:
     >>> len(net.layers), [a.name for a in net.activations]
     (5, ['tanh', 'tanh'])
     """
-    flat = []
-    for layer in layers:
-        flat.extend(layer.layers if isinstance(layer, Network) else [layer])
-    return Network(*flat)
+    return Network(*layers)  # (Network flattens the Networks among its layers)
 
 
 def fc(act, depth: int, *, w_std: float = 1.0, b_std: float | None = 0.0,
