@@ -12,7 +12,19 @@ from .depth.deep import deep_dual, deep_kernels, deep_ntk
 from .depth.design import from_dual, from_hermite, optimal_activation, sine_activation
 from .depth.limit import Limit, limit
 from .depth.linearize import bottcher, koenigs, limit_kernel
-from .network import Dense, IllConditionedError, Kernel, Network, Nonlinearity, fc, serial
+from .network import (
+    AvgPool,
+    Conv,
+    Dense,
+    Flatten,
+    GlobalAvgPool,
+    IllConditionedError,
+    Kernel,
+    Network,
+    Nonlinearity,
+    fc,
+    serial,
+)
 
 __version__ = "0.1.0"
 
@@ -39,9 +51,10 @@ def __getattr__(name: str):
     raise AttributeError(f"module 'infnet' has no attribute {name!r}")
 
 
-__all__ = ["Activation", "Dense", "IllConditionedError", "Kernel", "KernelOverflowError", "Limit",
-           "NNGPRegressor", "NTKClassifier", "NTKRegressor", "Network", "Nonlinearity", "QuadratureError",
-           "QuadratureWarning", "activation",
-           "bottcher", "deep_dual", "deep_kernels", "deep_ntk", "dks", "empirical_ntk", "fc", "from_dual",
-           "from_hermite", "koenigs", "limit", "limit_kernel", "list_activations", "optimal_activation",
-           "serial", "sine_activation", "tat", "tat_leaky_relu"]
+__all__ = ["Activation", "AvgPool", "Conv", "Dense", "Flatten", "GlobalAvgPool",
+           "IllConditionedError", "Kernel", "KernelOverflowError", "Limit", "NNGPRegressor",
+           "NTKClassifier", "NTKRegressor", "Network", "Nonlinearity", "QuadratureError",
+           "QuadratureWarning", "activation", "bottcher", "deep_dual", "deep_kernels", "deep_ntk",
+           "dks", "empirical_ntk", "fc", "from_dual", "from_hermite", "koenigs", "limit",
+           "limit_kernel", "list_activations", "optimal_activation", "serial", "sine_activation",
+           "tat", "tat_leaky_relu"]

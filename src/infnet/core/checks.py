@@ -61,3 +61,24 @@ def parse_depth(text: str, *, minimum: int = 1, infinite: bool = True):
     except ValueError:
         raise ValueError(f"a depth is an integer >= {minimum}{' or inf' if infinite else ''}, "
                          f"got {text!r}") from None
+
+
+def check_stds(w_std, b_std) -> None:
+    """Raise TypeError/ValueError unless w_std and b_std (or None) are finite reals >= 0 whose
+    squares, the variances, neither overflow nor underflow float64."""
+    for name, value in (("w_std", w_std), ("b_std", b_std)):
+        if value is None and name == "b_std":
+            continue
+        if isinstance(value, bool) or not isinstance(value, numbers.Real):
+            raise TypeError(f"{name} must be a real number, got {value!r}")
+        if not (math.isfinite(value) and value >= 0):
+            raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
+        square = float(value) * float(value)
+        if math.isinf(square) or (value > 0 and square == 0.0):
+            raise ValueError(f"{name} = {value!r}: its square, the variance, "
+                             f"{'overflows' if square else 'underflows'} float64")
+
+
+def check_parameterization(parameterization) -> None:
+    if parameterization not in ("ntk", "standard"):
+        raise ValueError(f"parameterization must be 'ntk' or 'standard', got {parameterization!r}")

@@ -10,11 +10,14 @@ counterparts and Monte Carlo kernels).
 
 from .branches import Branches, branch_sum, parallel, residual
 from .compose import fc, serial
+from .conv import Conv, ConvLocal
 from .inputs import Kernel
 from .layers import Dense, Layer, Moments, Nonlinearity
 from .network import Network
 from .normalization import LayerNorm
+from .pooling import AvgPool, Flatten, GlobalAvgPool
 from .trace import IllConditionedError
 
-__all__ = ["Branches", "Dense", "IllConditionedError", "Kernel", "Layer", "LayerNorm", "Moments",
-           "Network", "Nonlinearity", "branch_sum", "fc", "parallel", "residual", "serial"]
+__all__ = ["AvgPool", "Branches", "Conv", "ConvLocal", "Dense", "Flatten", "GlobalAvgPool",
+           "IllConditionedError", "Kernel", "Layer", "LayerNorm", "Moments", "Network",
+           "Nonlinearity", "branch_sum", "fc", "parallel", "residual", "serial"]

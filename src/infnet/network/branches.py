@@ -85,6 +85,9 @@ class Branches(Layer):
         inner = ", ".join(repr(b) if b.layers else "identity" for b in self.branches)
         return f"{self.combine}({inner}; weights={self.weights})"
 
+    def sublayers(self) -> tuple:
+        return tuple((b.layers, w) for b, w in zip(self.branches, self.weights, strict=True))
+
     def gaussian_out(self, gaussian_in: bool) -> bool:
         return all([check_gaussian_inputs(b.layers, gaussian_in) for b in self.branches])
 

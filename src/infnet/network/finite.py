@@ -46,14 +46,23 @@ def build(net, width: int | None = None, *, in_features: int, outputs: int = 1, 
     ``width``: output width of every Dense but the last, unless that Dense has its own ``width``
     (the standard parameterization's NTK depends on it, so the spec's value wins; under the NTK
     parameterization it is used only when ``width`` is None); ``in_features``:
-    the input dimension d; ``outputs``: output width of the last Dense (the kernel is the same for
+    the input dimension d (spatial networks: the shape (C, H, W) or (C, L) of one input; the
+    hidden width is then the channels); ``outputs``: output width of the last Dense (the kernel is the same for
     each output). A Dense followed by a gated activation gets twice its width (value and gate
     halves). Parameters are drawn on the CPU from ``torch.Generator().manual_seed(seed)`` (None: a
     random seed) in ``dtype`` and then moved to ``device``: one seed gives the same network on every
     device, bit for bit on the CPU.
     """
     layers = _check_spec(net)
+    if not isinstance(in_features, int) and isinstance(in_features, (tuple, list)):
+        in_features = tuple(in_features)  # the shape (C, *S) of one input of a spatial network
+        if len(in_features) not in (2, 3) or not all(
+                isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in in_features):
+            raise ValueError(f"in_features of a spatial network is the shape (C, H, W) or "
+                             f"(C, L) of one input, got {in_features!r}")
     for name, value in (("in_features", in_features), ("outputs", outputs)):
+        if isinstance(value, tuple):
+            continue
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ValueError(f"{name} must be a positive integer, got {value!r}")
     if width is not None and (isinstance(width, bool) or not isinstance(width, int) or width < 1):
@@ -140,7 +149,8 @@ def monte_carlo_kernel(net, x1, x2=None, *, width: int | None, n_samples: int, s
     kinds = ("nngp", "ntk") if get == "both" else (get,)
     stats = {k: _Welford() for k in kinds}
     for s in sample_seeds(seed, n_samples):
-        model = build(net, width, in_features=x1.shape[1], outputs=outputs, seed=s, dtype=x1.dtype,
+        shape = x1.shape[1] if x1.ndim == 2 else tuple(x1.shape[1:])
+        model = build(net, width, in_features=shape, outputs=outputs, seed=s, dtype=x1.dtype,
                       device=x1.device)
         if "nngp" in stats:
             with torch.no_grad():
@@ -158,8 +168,9 @@ def _as_inputs(x) -> Tensor:
     x = torch.as_tensor(x)
     if not x.is_floating_point():
         x = x.to(torch.float64)
-    if x.ndim != 2 or x.shape[0] == 0 or x.shape[1] == 0:
-        raise ValueError(f"inputs must have shape (n, features), got {tuple(x.shape)}")
+    if x.ndim not in (2, 3, 4) or x.numel() == 0:
+        raise ValueError(f"inputs must have shape (n, features), or (n, C, H, W) / (n, C, L) "
+                         f"for spatial networks; got {tuple(x.shape)}")
     return x
 
 

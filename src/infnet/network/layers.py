@@ -27,7 +27,6 @@ NTK of a kinked unit is linear in theta there.
 from __future__ import annotations
 
 import math
-import numbers
 import warnings
 from dataclasses import dataclass
 
@@ -36,6 +35,7 @@ from torch import nn
 
 from ..activations import Activation, activation
 from ..activations.gated import Gated
+from ..core.checks import check_parameterization, check_stds
 from ..empirical import Elementwise
 from ..numerics.moments import geometric_mean, sin_of_angle
 from .modules import BuildContext, GatedUnit, Scale
@@ -108,6 +108,13 @@ class Layer:
 
     #: the input must be a Gaussian pre-activation (the output of a Dense layer)
     needs_gaussian = False
+    #: a layer of spatial inputs (convolution, pooling, flatten: ``network.conv``)
+    spatial = False
+
+    def sublayers(self) -> tuple | None:
+        """Layers made of other layers (branches): ((layers, weight), ...) whose outputs are
+        combined as sum_i weight_i^2 * kernel_i; None for a plain layer."""
+        return None
 
     def gaussian_out(self, gaussian_in: bool) -> bool:
         """Whether the output is Gaussian (at infinite width) given whether the input is."""
@@ -185,20 +192,8 @@ class Dense(Layer):
     width: int | None = None
 
     def __post_init__(self):
-        for name, value in (("w_std", self.w_std), ("b_std", self.b_std)):
-            if value is None and name == "b_std":
-                continue
-            if isinstance(value, bool) or not isinstance(value, numbers.Real):
-                raise TypeError(f"{name} must be a real number, got {value!r}")
-            if not (math.isfinite(value) and value >= 0):
-                raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
-            square = float(value) * float(value)
-            if math.isinf(square) or (value > 0 and square == 0.0):
-                raise ValueError(f"{name} = {value!r}: its square, the variance, "
-                                 f"{'overflows' if square else 'underflows'} float64")
-        if self.parameterization not in ("ntk", "standard"):
-            raise ValueError(f"parameterization must be 'ntk' or 'standard', "
-                             f"got {self.parameterization!r}")
+        check_stds(self.w_std, self.b_std)
+        check_parameterization(self.parameterization)
         if self.width is not None and not (isinstance(self.width, int) and self.width >= 1):
             raise ValueError(f"width must be a positive integer or None, got {self.width!r}")
 
@@ -236,6 +231,9 @@ class Dense(Layer):
     def finite(self, n_in, ctx, *, readout=False, next_layer=None):
         """``nn.Linear`` (standard parameterization), or ``Scale, nn.Linear, Scale`` (NTK: the
         standard normal variables are trained); twice the width before a gated unit."""
+        if not isinstance(n_in, int):
+            raise ValueError(f"a Dense layer on spatial inputs of shape {n_in}: put Flatten() or "
+                             "GlobalAvgPool() before it (or use Conv with a 1 x 1 filter)")
         if readout:
             n_out = ctx.outputs
         elif self.width is not None and (self.parameterization == "standard" or ctx.width is None):

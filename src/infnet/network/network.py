@@ -21,20 +21,18 @@ from ..core.checks import all_finite
 from ..numerics.moments import geometric_mean
 from ..numerics.table import AngleTable, TableError
 from .finite import build
+from .images import peak_memory, spatial_kernel
 from .inputs import Kernel, KernelModel, angles, as_data, check_finite, common_value, round_digits
 from .layers import Moments, as_layer, check_gaussian_inputs
 from .runs import Run, find_runs
-from .trace import IllConditionedError, Trace
+from .spatial import TILE_BYTES, SpatialPlan, is_spatial
+from .trace import Trace, check_condition
 
 Tensor = torch.Tensor
 
-#: the largest amplification of relative changes of the input variances (through the network's
-#: variance maps) accepted: beyond it rounding alone could put the kernel off by ~1e-10
-MAX_CONDITION = 1e6
 #: with fewer entries than this (closed-form activations; a 64th of it otherwise) the kernel is
 #: computed entry by entry even for inputs of one norm: building the angle table costs more
 TABLE_MIN_ENTRIES = 1 << 16
-_CONDITION_STEP = 1e-7
 
 
 class Network(KernelModel):
@@ -86,9 +84,27 @@ class Network(KernelModel):
         self.layers = tuple(flat)
         if check:
             check_gaussian_inputs(self.layers, gaussian_in=False)
+        self._plan = None  # spatial networks: the checked head (built here, or at first use)
+        if check and is_spatial(self.layers):
+            self._spatial_plan()
         self._segments = find_runs(self.layers)
         self._tables: dict = {}
         self._traces: dict = {}
+
+    def _spatial_plan(self) -> SpatialPlan | None:
+        if self._plan is None and is_spatial(self.layers):
+            self._plan = SpatialPlan(self.layers, lambda rest: Network(*rest, check=False))
+        return self._plan
+
+    def peak_memory(self, shape, n1: int, n2: int | None = None, *, get: str = "both",
+                    memory: int | None = None) -> int:
+        """Bytes that ``kernel`` needs for n1 x n2 (None: n1 x n1) inputs of spatial ``shape``
+        (e.g. (32, 32)) of a spatial network: the outputs plus one tile's work
+        (``network.images``)."""
+        plan = self._spatial_plan()
+        if plan is None:
+            raise TypeError("peak_memory is for networks of spatial layers (Conv, pooling)")
+        return peak_memory(plan, tuple(shape), n1, n2, get=get, memory=memory or TILE_BYTES)
 
     def __repr__(self) -> str:
         return "serial(" + ", ".join(map(repr, self.layers)) + ")"
@@ -168,31 +184,8 @@ class Network(KernelModel):
         m, records = self.diagonal_pass(m, None if like is None else like.records)
         tr = Trace(sq, records, m.nngp, m.ntk)
         if check:
-            self._check_condition(tr, width)
+            check_condition(self, tr, width)
         return tr
-
-    def _check_condition(self, tr: Trace, width: int) -> None:
-        h = _CONDITION_STEP
-        q = tr.nngp
-        ok = (q > 0) & torch.isfinite(q)
-        if not bool(ok.any()):
-            return
-        try:
-            q2 = self.trace(tr.sq * (1 + h), width, check=False, like=tr).nngp
-        except (ArithmeticError, ValueError):  # the perturbed variances diverge
-            q2 = torch.full_like(q, math.inf)
-        cond = ((q2 - q).abs() / (h * q))[ok]
-        worst = float(cond.max()) if bool(torch.isfinite(cond).all()) else math.inf
-        if worst > MAX_CONDITION:
-            raise IllConditionedError(
-                f"the kernel of {self!r:.200} is ill-conditioned: its variance maps amplify a "
-                f"relative change of the input variances by {worst:.3g} (more than "
-                f"{MAX_CONDITION:.0e}), so rounding alone could put it off by ~{worst * 1e-16:.0e}. "
-                "This happens near an unstable fixed point of the variance map q -> w^2 "
-                "E[phi(sqrt(q) z)^2] + b^2 (or with super-linear growth). Variances within "
-                "1e-13 of a fixed point are kept at it: scale the inputs so that w^2 x.x/d + b^2 "
-                "sits at the fixed point, choose w_std/b_std with a stable one "
-                "(infnet.propagation), or lower the depth.")
 
     def pairs(self, theta: Tensor, tr1: Trace, tr2: Trace, width: int) -> tuple[Tensor, Tensor]:
         """(NNGP, NTK) of pairs of inputs at angle theta with the diagonal passes of each
@@ -239,7 +232,7 @@ class Network(KernelModel):
 
     # ---- kernels on data ---------------------------------------------------------------------------
     def kernel(self, x1, x2=None, *, block: int = 512, dtype: torch.dtype = torch.float64,
-               method: str = "auto", get: str = "both") -> Kernel:
+               method: str = "auto", get: str = "both", memory: int | None = None) -> Kernel:
         """NNGP and NTK between the rows of x1 and x2 (x2=None: x1 with itself).
 
         Computed in tiles of ``block`` x ``block`` entries, so memory beyond the output is
@@ -261,6 +254,9 @@ class Network(KernelModel):
         get : {"both", "nngp", "ntk"}
             The kernels to compute; the other field is then None and its n1 x n2 matrix is
             never allocated (memory: one output plus O(block^2)).
+        memory : int, optional
+            Spatial networks: the bytes one tile of pairs may use (default 1 GiB;
+            ``peak_memory`` says the total). Inputs are then (n, C, H, W) or (n, C, L).
 
         Returns
         -------
@@ -306,6 +302,9 @@ class Network(KernelModel):
             raise ValueError(f"block must be a positive integer, got {block!r}")
         if dtype not in (torch.float32, torch.float64):
             raise ValueError(f"dtype must be torch.float64 or torch.float32, got {dtype!r}")
+        if self._spatial_plan() is not None:
+            return spatial_kernel(self._plan, x1, x2, block=block, dtype=dtype, get=get,
+                                  memory=memory)
         out_dtype, dtype = dtype, torch.float64  # computed in float64 whatever is stored
         symmetric = x2 is None
         x1 = as_data(x1, "x1", dtype)

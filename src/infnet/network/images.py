@@ -1,0 +1,121 @@
+"""The kernel of a spatial network on data: inputs checked, memory said and bounded, tiles of
+pairs of inputs through the plan's passes (``network.spatial``), then the fully-connected tail.
+
+Memory: the outputs (n1 n2 per kernel asked for) plus the work of one tile, which the tile
+size keeps within ``memory`` bytes (default ``TILE_BYTES``); ``peak_memory`` says the total
+before anything is computed, and a pair of inputs that alone exceeds the budget is refused.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+
+from ..core.checks import all_finite
+from .inputs import Kernel, check_finite
+from .layers import Moments
+from .spatial import TILE_BYTES, SpatialPlan
+from .trace import Trace
+
+Tensor = torch.Tensor
+
+
+def as_images(x, name: str, ndim: int | None, device=None) -> Tensor:
+    """Inputs (n, C, *S) as float64, checked: rank, emptiness, finiteness."""
+    if not torch.is_tensor(x):
+        try:
+            x = torch.as_tensor(np.asarray(x, dtype=np.float64))
+        except (TypeError, ValueError) as err:
+            raise TypeError(f"{name} must be a numeric array or tensor: {err}") from err
+    if x.is_complex():
+        raise TypeError(f"{name} is complex; kernels need real inputs")
+    want = "(n, C, H, W)" if ndim == 2 else "(n, C, L)" if ndim == 1 else "(n, C, H, W) or (n, C, L)"
+    if (ndim is not None and x.ndim != ndim + 2) or x.ndim not in (3, 4):
+        raise ValueError(f"{name} has shape {tuple(x.shape)}, but this network takes inputs "
+                         f"{want} (torch's layout: channels first; one grayscale image: "
+                         "x.reshape(1, 1, H, W))")
+    if device is not None and x.device != device:
+        raise ValueError(f"{name} is on {x.device} but x1 is on {device}: put both on one device")
+    if x.numel() == 0:
+        raise ValueError(f"{name} is empty: shape {tuple(x.shape)}")
+    x = x.to(torch.float64)
+    if not all_finite(x):
+        row = int((~torch.isfinite(x)).reshape(x.shape[0], -1).any(1).nonzero()[0])
+        raise ValueError(f"{name} contains NaN or inf (first in input {row}); clean the data first")
+    return x
+
+
+def peak_memory(plan: SpatialPlan, shape: tuple[int, ...], n1: int, n2: int | None = None, *,
+                get: str = "both", memory: int = TILE_BYTES, dtype=torch.float64) -> int:
+    """Bytes of the kernel of n1 x n2 inputs of spatial ``shape``: the outputs plus one tile's
+    work (the self pass of a chunk of inputs, or a tile of pairs)."""
+    per_pair = plan.tile_bytes(tuple(shape))
+    pairs = min(max(1, memory // per_pair), n1 * (n1 if n2 is None else n2))
+    out = (n1 * (n1 if n2 is None else n2) * torch.finfo(dtype).bits // 8
+           * (2 if get == "both" else 1))
+    return out + pairs * per_pair
+
+
+def spatial_kernel(plan: SpatialPlan, x1, x2=None, *, block: int = 512,
+                   dtype: torch.dtype = torch.float64, get: str = "both",
+                   memory: int | None = None) -> Kernel:
+    """NNGP and NTK of the spatial network ``plan`` between the inputs x1 and x2 (module
+    docstring; the arguments of ``Network.kernel``)."""
+    memory = TILE_BYTES if memory is None else memory
+    if isinstance(memory, bool) or not isinstance(memory, int) or memory < 1:
+        raise ValueError(f"memory must be a positive number of bytes, got {memory!r}")
+    symmetric = x2 is None
+    x1 = as_images(x1, "x1", plan.ndim)
+    x2 = x1 if symmetric else as_images(x2, "x2", plan.ndim, device=x1.device)
+    if x1.shape[1:] != x2.shape[1:]:
+        raise ValueError(f"x1 has inputs of shape {tuple(x1.shape[1:])} and x2 of "
+                         f"{tuple(x2.shape[1:])}: channels and sizes must match (resize or crop "
+                         "the inputs to one size)")
+    shape = tuple(x1.shape[2:])
+    plan.shapes(shape)  # every layer fits (raises otherwise)
+    per_pair = plan.tile_bytes(shape)
+    if per_pair > memory:
+        raise MemoryError(
+            f"one pair of inputs of spatial shape {shape} needs {per_pair / 2**30:.2f} GiB of work "
+            f"in the {'full (pairs of positions)' if plan.full else 'diagonal'} layout, more than "
+            f"memory={memory / 2**30:.2f} GiB: raise memory=, or use smaller inputs")
+    side = max(1, min(block, math.isqrt(memory // per_pair)))
+    n1, n2 = x1.shape[0], x2.shape[0]
+    chunk = max(1, min(n1, memory // per_pair))
+    m1, rec1, tr1 = _self(plan, x1, chunk)
+    m2, rec2, tr2 = (m1, rec1, tr1) if symmetric else _self(plan, x2, chunk)
+    nngp, ntk = (torch.empty(n1, n2, dtype=dtype, device=x1.device)
+                 if get in (kind, "both") else None for kind in ("nngp", "ntk"))
+    for i in range(0, n1, side):
+        rows = slice(i, i + side)
+        for j in range(i if symmetric else 0, n2, side):
+            cols = slice(j, j + side)
+            m = plan.pairs_pass(x1[rows], x2[cols], rec1, rec2, rows, cols)
+            m = plan.tail.pairs_pass(m, tr1.view(rows, 0).records, tr2.view(cols, 1).records)
+            for out, tile in ((nngp, m.nngp), (ntk, m.ntk)):
+                if out is None:
+                    continue
+                tile = tile.expand(out[rows, cols].shape)
+                out[rows, cols] = tile
+                if symmetric and j != i:
+                    out[cols, rows] = tile.T
+    if symmetric:
+        for out, diag in ((nngp, tr1.nngp), (ntk, tr1.ntk)):
+            if out is not None:
+                out.diagonal().copy_(diag)
+    check_finite(nngp, ntk)
+    return Kernel(nngp, ntk)
+
+
+def _self(plan: SpatialPlan, x: Tensor, chunk: int) -> tuple[Moments, list, Trace]:
+    """The self pass in chunks of inputs: the head's records (concatenated) and the tail's
+    trace."""
+    parts = [plan.self_pass(x[i:i + chunk]) for i in range(0, x.shape[0], chunk)]
+    m = Moments(*(torch.cat([p[0].nngp if k == "q" else getattr(p[0], k) for p in parts])
+                  for k in ("nngp", "ntk", "q", "q")), parts[0][0].width)
+    records = [(torch.cat([p[1][r][0] for p in parts]), parts[0][1][r][1])
+               for r in range(len(parts[0][1]))]
+    out, tail_records = plan.tail.diagonal_pass(m)
+    return m, records, Trace(m.nngp, tail_records, out.nngp, out.ntk)

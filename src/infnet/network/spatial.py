@@ -1,0 +1,257 @@
+"""Kernels of networks on spatial inputs (images, sequences): the plan and its passes.
+
+A spatial network is a head of spatial layers (``Conv``, ``ConvLocal``, ``AvgPool``),
+activations and branches, ended by ``Flatten`` or ``GlobalAvgPool``, then a fully-connected
+tail (Dense, activations, ...) computed by the fully-connected machinery. ``SpatialPlan``
+checks the head once, picks its layout (the full covariance of pairs of positions where a
+layer reads it, else the same-position diagonal), and runs two passes that mirror those of
+fully-connected networks:
+
+- the self pass: each input with itself, giving every layer's per-position output variances
+  (the records the pairs need; in the full layout each input's whole spatial covariance);
+- the pairs pass: a tile of pairs of inputs, with the variances of each side from the records.
+
+Between layers a pair carries its covariances; the angle that activations take is recomputed
+after each linear (spatial) layer as atan2(sqrt(q1 q2 - c^2), c), exact where c = q1 = q2.
+Memory: tiles of pairs sized so that the work of one tile stays within a budget
+(``SpatialPlan.tile_bytes``); the (n, n, P, P) array is never held.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+
+from ..activations.gated import Gated
+from ..numerics.moments import corr_angle
+from .layers import Moments, Nonlinearity
+from .shifts import rows_view, self_view, spatial_diagonal, with_diagonal
+
+Tensor = torch.Tensor
+
+#: tensors of one tile's size alive at once in the worst layer (moments, angles, temporaries
+#: of the activations' maps): the factor of the memory estimate
+LIVE_TENSORS = 14
+#: the default budget of one tile's work, in bytes
+TILE_BYTES = 1 << 30
+
+
+def _walk(layers):
+    for layer in layers:
+        yield layer
+        for sub, _ in layer.sublayers() or ():
+            yield from _walk(sub)
+
+
+def is_spatial(layers) -> bool:
+    return any(layer.spatial for layer in _walk(layers))
+
+
+def _check_head(layers, where: str) -> None:
+    for layer in layers:
+        if layer.sublayers() is not None:
+            for sub, _ in layer.sublayers():
+                _check_head(sub, "a branch")
+            continue
+        if layer.spatial:
+            if layer.ends_spatial and where != "top":
+                raise ValueError(f"{layer!r} inside a branch: flatten or pool globally after "
+                                 "the branches, in the main chain")
+            continue
+        if isinstance(layer, Nonlinearity) and not isinstance(layer.act, Gated):
+            continue
+        raise ValueError(f"{layer!r:.80} on spatial inputs: before Flatten() or GlobalAvgPool() "
+                         "a network holds Conv, ConvLocal, AvgPool, activations (not gated) and "
+                         "branches of them; a Dense layer reads flat features (for a layer at "
+                         "each position use Conv with a 1 x 1 filter)")
+
+
+@dataclass
+class _Pass:
+    """What a pass carries: the layout, the spatial shape so far, and the records (appended by
+    the self pass, read in the same order by the pairs pass)."""
+
+    full: bool
+    records: list
+    rows: slice | None = None
+    cols: slice | None = None
+    other: list | None = None
+    at: int = 0
+
+    @property
+    def pairs(self) -> bool:
+        return self.other is not None
+
+    def record(self, q: Tensor, nd: int) -> None:
+        self.records.append((q, nd))
+
+    def next_views(self) -> tuple[Tensor, Tensor]:
+        (qa, nd), (qb, _) = self.records[self.at], self.other[self.at]
+        self.at += 1
+        full = self.full and nd > 0
+        return rows_view(qa[self.rows], nd, full, 0), rows_view(qb[self.cols], nd, full, 1)
+
+
+class SpatialPlan:
+    """The head of a spatial network checked once (module docstring): ``head`` the layers up
+    to Flatten/GlobalAvgPool, ``tail`` the fully-connected rest (a Network), ``full`` the
+    layout, ``ndim`` the number of spatial dimensions."""
+
+    def __init__(self, layers: tuple, tail_network):
+        ends = [i for i, layer in enumerate(layers) if layer.spatial and layer.ends_spatial]
+        if not ends:
+            raise ValueError("a network of spatial layers ends its spatial part with Flatten() "
+                             "or GlobalAvgPool() before the Dense readout")
+        e = ends[0]
+        self.head, tail = layers[:e + 1], layers[e + 1:]
+        if is_spatial(tail):
+            bad = next(layer for layer in _walk(tail) if layer.spatial)
+            raise ValueError(f"{bad!r:.60} after {layers[e]!r}: the spatial positions are gone "
+                             "once flattened or pooled globally; put spatial layers before it")
+        _check_head(self.head, "top")
+        self.tail = tail_network(tail)
+        self.full = any(getattr(layer, "reads_pairs", False) for layer in _walk(self.head))
+        dims = {layer.ndim for layer in _walk(self.head) if layer.spatial and layer.ndim}
+        if len(dims) > 1:
+            raise ValueError("the network mixes 1-D and 2-D spatial layers")
+        self.ndim = dims.pop() if dims else None
+
+    # ---- shapes and memory -------------------------------------------------------------------
+    def shapes(self, shape: tuple[int, ...]) -> list[tuple[int, ...]]:
+        """The spatial shapes at the input of every layer of the head and after it (checked)."""
+        out = [shape]
+        _shapes(self.head, out)
+        return out
+
+    def pair_entries(self, shape: tuple[int, ...]) -> int:
+        """The largest number of entries of one pair's spatial covariance in the head."""
+        sizes = [math.prod(s) for s in self.shapes(shape)]
+        return max(p * p if self.full else p for p in sizes)
+
+    def tile_bytes(self, shape: tuple[int, ...]) -> int:
+        """The work memory of one pair of inputs (``LIVE_TENSORS`` float64 covariances)."""
+        return 8 * LIVE_TENSORS * self.pair_entries(shape)
+
+    # ---- the passes ------------------------------------------------------------------------------
+    def self_pass(self, x: Tensor) -> tuple[Moments, list]:
+        """Each input (m, C, *S) with itself: the flat moments after the head (diagonal mode)
+        and the records of the head's layers."""
+        nd = x.ndim - 2
+        c = x.shape[1]
+        flat = x.reshape(x.shape[0], c, -1)
+        if self.full:
+            cov = torch.einsum("mcp,mcr->mpr", flat, flat).div_(c)
+            cov = cov.reshape(x.shape[0], *x.shape[2:], *x.shape[2:])
+            q = spatial_diagonal(cov, nd)
+            q1, q2 = self_view(q, nd, 0), self_view(q, nd, 1)
+            m = Moments(cov, torch.zeros_like(cov), q1, q2, c, corr_angle(q1, q2, cov)[1])
+        else:
+            q = (x * x).sum(1) / c
+            m = Moments(q, torch.zeros_like(q), q, q, c)
+        state = _Pass(self.full, [])
+        m, _ = _forward(self.head, m, tuple(x.shape[2:]), state)
+        return m, state.records
+
+    def pairs_pass(self, xa: Tensor, xb: Tensor, rec_a: list, rec_b: list, rows: slice,
+                   cols: slice) -> Moments:
+        """The tile of pairs (xa[i], xb[j]): the flat moments after the head, (a, b) each."""
+        c = xa.shape[1]
+        fa, fb = xa.reshape(xa.shape[0], c, -1), xb.reshape(xb.shape[0], c, -1)
+        spatial = tuple(xa.shape[2:])
+        if self.full:
+            cov = torch.einsum("acp,bcr->abpr", fa, fb).div_(c)
+            cov = cov.reshape(fa.shape[0], fb.shape[0], *spatial, *spatial)
+        else:
+            cov = torch.einsum("acp,bcp->abp", fa, fb).div_(c).reshape(
+                fa.shape[0], fb.shape[0], *spatial)
+        qa = ((fa * fa).sum(1) / c).reshape(fa.shape[0], *spatial)
+        qb = ((fb * fb).sum(1) / c).reshape(fb.shape[0], *spatial)
+        nd = len(spatial)
+        q1, q2 = rows_view(qa, nd, self.full, 0), rows_view(qb, nd, self.full, 1)
+        m = Moments(cov, torch.zeros_like(cov), q1, q2, c, corr_angle(q1, q2, cov)[1])
+        state = _Pass(self.full, rec_a, rows, cols, rec_b)
+        m, _ = _forward(self.head, m, spatial, state)
+        return m
+
+
+def _shapes(layers, out: list) -> None:
+    for layer in layers:
+        parts = layer.sublayers()
+        if parts is None:
+            out.append(layer.out_shape(out[-1]) if layer.spatial else out[-1])
+            continue
+        ends = []
+        for sub, _ in parts:
+            branch = [out[-1]]
+            _shapes(sub, branch)
+            out.extend(branch[1:])
+            ends.append(branch[-1])
+        if len(set(ends)) > 1:
+            raise ValueError(f"the branches of {layer!r:.80} end in spatial shapes {ends}: a sum "
+                             "or concatenation needs one shape (use padding='SAME' and equal "
+                             "strides in every branch)")
+        out.append(ends[0])
+
+
+def _finish(nngp: Tensor, ntk: Tensor, width, nd: int, state: _Pass) -> Moments:
+    """Moments after a linear layer (spatial, or a sum of branches) with ``nd`` spatial
+    dimensions left: the record of the output variances, and the angle recomputed."""
+    full = state.full and nd > 0
+    if state.pairs:
+        q1, q2 = state.next_views()
+        return Moments(nngp, ntk, q1, q2, width, corr_angle(q1, q2, nngp)[1])
+    if not full:  # each input with itself, same positions: the moments are the variances
+        state.record(nngp, nd)
+        return Moments(nngp, ntk, nngp, nngp, width)
+    q = spatial_diagonal(nngp, nd)
+    state.record(q, nd)
+    q1, q2 = self_view(q, nd, 0), self_view(q, nd, 1)
+    return Moments(nngp, ntk, q1, q2, width, corr_angle(q1, q2, nngp)[1])
+
+
+def _forward(layers, m: Moments, shape: tuple[int, ...], state: _Pass
+             ) -> tuple[Moments, tuple[int, ...]]:
+    for layer in layers:
+        parts = layer.sublayers()
+        if parts is not None:
+            outs = []
+            for sub, _ in parts:
+                out, end = _forward(sub, m, shape, state)
+                outs.append(out)
+            nngp = sum(w * w * o.nngp for (_, w), o in zip(parts, outs, strict=True))
+            ntk = sum(w * w * o.ntk for (_, w), o in zip(parts, outs, strict=True))
+            widths = [o.width for o in outs]
+            width = None if None in widths else (
+                sum(widths) if layer.combine == "concat" else widths[0])
+            shape = end
+            m = _finish(nngp, ntk, width, len(shape), state)
+        elif layer.spatial:
+            nngp, ntk, width = layer.map_spatial(m.nngp, m.ntk, m.width, shape, state.full)
+            shape = layer.out_shape(shape)
+            m = _finish(nngp, ntk, width, len(shape), state)
+        else:
+            m = _elementwise(layer, m, len(shape), state)
+    return m, shape
+
+
+def _elementwise(layer, m: Moments, nd: int, state: _Pass) -> Moments:
+    """An activation on a tile: its output variances from the records (pairs), from its own
+    diagonal map (self pass), written on the same-position entries (full layout) so that they
+    stay exactly the variances."""
+    if state.pairs:
+        q1, q2 = state.next_views()
+        return layer.apply(m, q1, q2)
+    full = state.full and nd > 0
+    if not full:
+        out = layer.apply(m)
+        state.record(out.nngp, nd)
+        return out
+    q, t = spatial_diagonal(m.nngp, nd), spatial_diagonal(m.ntk, nd)
+    diag = layer.apply(Moments(q, t, q, q, m.width))
+    qo = diag.nngp
+    out = layer.apply(m, self_view(qo, nd, 0), self_view(qo, nd, 1))
+    state.record(qo, nd)
+    return Moments(with_diagonal(out.nngp, qo, nd), with_diagonal(out.ntk, diag.ntk, nd),
+                   out.q1, out.q2, out.width, out.theta)
