@@ -66,8 +66,13 @@ def piecewise_linear_angle(q1, q2, theta, *, neg: float, pos: float):
 
 
 def piecewise_linear(q1, q2, c, *, neg: float, pos: float):
-    """(K, Kdot) of ``piecewise_linear_angle`` at theta = arccos(c / sqrt(q1 q2))."""
-    return piecewise_linear_angle(q1, q2, corr_angle(q1, q2, c)[1], neg=neg, pos=pos)[:2]
+    """(K, Kdot) of ``piecewise_linear_angle`` at theta = arccos(c / sqrt(q1 q2)), without the
+    output angle: r sin(theta) = sqrt(q1 q2 - c^2) and r cos(theta) = c, so
+    K = d2 sqrt(q1 q2 - c^2) / (2 pi) + Kdot c."""
+    root, theta = corr_angle(q1, q2, c)
+    d2 = (neg - pos) ** 2
+    kdot = (neg * neg + pos * pos) / 2 - d2 / (2 * PI) * theta
+    return d2 / (2 * PI) * root + kdot * c, kdot
 
 
 def arccos_kernel_angle(q1, q2, theta, *, n: int):

@@ -15,10 +15,11 @@ from pathlib import Path
 
 import numpy as np
 
+from ..network.architectures import ARCHITECTURES
 from .args import depth as depth_type
 from .args import nonnegative_float, nonnegative_int, param, positive_int, std
 
-COLUMNS = ["dataset", "activation", "params", "depth", "kernel", "w_std", "b_std", "ridge",
+COLUMNS = ["dataset", "architecture", "activation", "params", "depth", "kernel", "w_std", "b_std", "ridge",
            "time", "preprocess", "n_train", "n_test", "accuracy", "mse", "jitter", "seconds"]
 
 PREPROCESS = ("raw", "unit", "center", "zca")
@@ -36,6 +37,10 @@ def add_parser(sub) -> None:
                    help="activation parameter (applies to every activation given)")
     p.add_argument("--depths", "-L", nargs="+", type=depth_type, default=[5], metavar="L",
                    help="depths; 'inf' for the infinite-depth classifier")
+    p.add_argument("--architecture", choices=ARCHITECTURES, default="fc",
+                   help="fc, or for images: cnn-vec, cnn-gap, lcn-vec, lcn-gap (depth = "
+                        "convolutional layers), myrtle (depth 5, 7 or 10), wrn (depth = blocks "
+                        "per group); images enter as (C, H, W)")
     p.add_argument("--kernel", choices=["ntk", "nngp"], default="ntk")
     p.add_argument("--w-std", type=std, default=2**0.5)
     p.add_argument("--b-std", type=std, default=0.0)
@@ -70,6 +75,21 @@ def _preprocessor(kind: str, zca: float, uint8: bool):
     if kind == "center":
         return standard_preprocessing(center=True, unit_norm=True, max_value=scale)
     return standard_preprocessing(zca=zca, unit_norm=True, max_value=scale)
+
+
+def _as_images(x_tr, x_te, name):
+    """The inputs in torch's channels-first layout and the shape (C, H, W) of one image:
+    grayscale (n, H, W) sets get one channel, CIFAR's (n, H, W, 3) is transposed, and the 64
+    features of the embedded digits are 8 x 8 images."""
+    if x_tr.ndim == 4:
+        x_tr, x_te = (np.ascontiguousarray(x.transpose(0, 3, 1, 2)) for x in (x_tr, x_te))
+        return x_tr, x_te, tuple(x_tr.shape[1:])
+    if x_tr.ndim == 3:
+        return x_tr, x_te, (1, *x_tr.shape[1:])
+    if x_tr.ndim == 2 and x_tr.shape[1] == 64 and str(name).lower() == "digits":
+        return x_tr, x_te, (1, 8, 8)
+    raise ValueError(f"a convolutional architecture needs images, but {name} holds points of "
+                     f"shape {x_tr.shape[1:]}: use --architecture fc")
 
 
 def _time(text: str) -> float:
@@ -113,6 +133,9 @@ def cmd_predict(args) -> int:
     x_tr, y_tr, x_te, y_te = load_dataset(args.data, args.root, n_train=args.n_train,
                                           n_test=args.n_test, seed=args.seed,
                                           download=args.download)
+    input_shape = None
+    if args.architecture != "fc":
+        x_tr, x_te, input_shape = _as_images(x_tr, x_te, args.data)
     prep = _preprocessor(args.preprocess, args.zca, x_tr.dtype == np.uint8).fit(x_tr)
     x_tr, x_te = prep.transform(x_tr), prep.transform(x_te)
     rows: list[dict] = []
@@ -126,7 +149,8 @@ def cmd_predict(args) -> int:
             clf = NTKClassifier(act, depth, w_std=args.w_std, b_std=args.b_std,
                                 parameterization=args.parameterization, width=args.width,
                                 kernel=args.kernel, ridge=args.ridge, time=t,
-                                activation_params=params or None)
+                                activation_params=params or None,
+                                architecture=args.architecture, input_shape=input_shape)
             start = time.perf_counter()
             with warnings.catch_warnings(record=True) as caught:
                 warnings.simplefilter("always", JitterWarning)
@@ -139,7 +163,8 @@ def cmd_predict(args) -> int:
             pred = clf.classes_[scores.argmax(axis=1)]
             onehot = (y_te[:, None] == clf.classes_[None, :]).astype(float)
             model = getattr(clf, "model_", None)  # (none for depth = inf)
-            row = {"dataset": args.data, "activation": act, "params": params or "",
+            row = {"dataset": args.data, "architecture": args.architecture, "activation": act,
+                   "params": params or "",
                    "depth": depth, "kernel": args.kernel, "w_std": args.w_std, "b_std": args.b_std,
                    "ridge": args.ridge, "time": t, "preprocess": args.preprocess,
                    "n_train": len(y_tr), "n_test": len(y_te),

@@ -16,7 +16,7 @@ import torch
 from sklearn.base import BaseEstimator, RegressorMixin
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from ..network import fc
+from ..network import architecture, fc
 from ..predict.dynamics import GaussianProcess, GradientDescentMSE
 from ..predict.infinite import limit_scores
 
@@ -31,7 +31,8 @@ class _InfiniteNetwork(BaseEstimator):
 
     def __init__(self, activation="relu", depth=3, *, w_std=2**0.5, b_std=0.0,
                  parameterization="ntk", width=None, kernel="ntk", ridge=0.0, time=math.inf,
-                 learning_rate=1.0, activation_params=None, device=None):
+                 learning_rate=1.0, activation_params=None, device=None, architecture="fc",
+                 input_shape=None):
         self.activation = activation
         self.depth = depth
         self.w_std = w_std
@@ -44,6 +45,8 @@ class _InfiniteNetwork(BaseEstimator):
         self.learning_rate = learning_rate
         self.activation_params = activation_params
         self.device = device
+        self.architecture = architecture
+        self.input_shape = input_shape
 
     # ---- the network -----------------------------------------------------------------------
     def _build(self):
@@ -57,6 +60,15 @@ class _InfiniteNetwork(BaseEstimator):
             return fc(act, depth=math.inf, b_std=self.b_std)
         if isinstance(depth, (np.integer, float)) and float(depth).is_integer():
             depth = int(depth)
+        if self.architecture != "fc":
+            if self.input_shape is None:
+                raise ValueError(f"architecture={self.architecture!r} takes images: give "
+                                 "input_shape=(C, H, W) (or (C, L)), the shape each row of X "
+                                 "is reshaped to")
+            if self.parameterization != "ntk":
+                raise ValueError("convolutional architectures use parameterization='ntk'")
+            return architecture(self.architecture, act, depth, w_std=float(self.w_std),
+                                b_std=None if self.b_std is None else float(self.b_std))
         return fc(act, depth, w_std=float(self.w_std),
                   b_std=None if self.b_std is None else float(self.b_std),
                   parameterization=self.parameterization, width=self.width)
@@ -77,7 +89,14 @@ class _InfiniteNetwork(BaseEstimator):
         return state
 
     def _tensor(self, X) -> torch.Tensor:
-        return torch.as_tensor(X, dtype=torch.float64, device=self.device)
+        x = torch.as_tensor(X, dtype=torch.float64, device=self.device)
+        if self.architecture == "fc" or self.input_shape is None:
+            return x
+        shape = tuple(int(v) for v in self.input_shape)
+        if math.prod(shape) != x.shape[1]:
+            raise ValueError(f"rows of X have {x.shape[1]} features, but input_shape={shape} "
+                             f"holds {math.prod(shape)}")
+        return x.reshape(x.shape[0], *shape)
 
     def _train_kernel(self, X) -> torch.Tensor:
         return self._network().kernel(self._tensor(X), get=self.kernel).get(self.kernel)

@@ -69,6 +69,12 @@ class NTKRegressor(RegressorMixin, _InfiniteNetwork):
         Keyword arguments of the activation (``infnet.activation(activation, **params)``).
     device : str or torch.device, optional
         Where the kernels are computed and factored (default: the CPU).
+    architecture : str, default "fc"
+        The network (``infnet.network.architecture``): "fc", or for images "cnn-vec",
+        "cnn-gap", "lcn-vec", "lcn-gap", "myrtle" (depth 5, 7 or 10), "wrn".
+    input_shape : tuple of int, optional
+        For the convolutional architectures, the shape (C, H, W) (or (C, L)) that each row
+        of X is reshaped to (X stays a 2-D array, as scikit-learn wants).
 
     Raises
     ------
@@ -158,6 +164,12 @@ class NTKClassifier(ClassifierMixin, _InfiniteNetwork):
         Keyword arguments of the activation (``infnet.activation(activation, **params)``).
     device : str or torch.device, optional
         Where the kernels are computed and factored (default: the CPU).
+    architecture : str, default "fc"
+        The network (``infnet.network.architecture``): "fc", or for images "cnn-vec",
+        "cnn-gap", "lcn-vec", "lcn-gap", "myrtle" (depth 5, 7 or 10), "wrn".
+    input_shape : tuple of int, optional
+        For the convolutional architectures, the shape (C, H, W) (or (C, L)) that each row
+        of X is reshaped to (X stays a 2-D array, as scikit-learn wants).
 
     Raises
     ------
@@ -231,6 +243,12 @@ class NNGPRegressor(RegressorMixin, _InfiniteNetwork):
         Keyword arguments of the activation (``infnet.activation(activation, **params)``).
     device : str or torch.device, optional
         Where the kernels are computed and factored (default: the CPU).
+    architecture : str, default "fc"
+        The network (``infnet.network.architecture``): "fc", or for images "cnn-vec",
+        "cnn-gap", "lcn-vec", "lcn-gap", "myrtle" (depth 5, 7 or 10), "wrn".
+    input_shape : tuple of int, optional
+        For the convolutional architectures, the shape (C, H, W) (or (C, L)) that each row
+        of X is reshaped to (X stays a 2-D array, as scikit-learn wants).
 
     Raises
     ------
@@ -258,7 +276,7 @@ class NNGPRegressor(RegressorMixin, _InfiniteNetwork):
 
     def __init__(self, activation="relu", depth=3, *, w_std=2**0.5, b_std=0.0,
                  parameterization="ntk", width=None, ridge=0.0, activation_params=None,
-                 device=None):
+                 device=None, architecture="fc", input_shape=None):
         self.activation = activation
         self.depth = depth
         self.w_std = w_std
@@ -268,6 +286,8 @@ class NNGPRegressor(RegressorMixin, _InfiniteNetwork):
         self.ridge = ridge
         self.activation_params = activation_params
         self.device = device
+        self.architecture = architecture
+        self.input_shape = input_shape
 
     def fit(self, X, y):
         X, y = validate_data(self, X, y, dtype=np.float64, multi_output=True, y_numeric=True)

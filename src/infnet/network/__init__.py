@@ -8,6 +8,7 @@ network), ``compose`` (``serial``, ``fc``) and ``finite`` (the finite-width ``to
 counterparts and Monte Carlo kernels).
 """
 
+from .architectures import ARCHITECTURES, architecture, cnn, myrtle, wide_resnet
 from .branches import Branches, branch_sum, parallel, residual
 from .compose import fc, serial
 from .conv import Conv, ConvLocal
@@ -18,6 +19,7 @@ from .normalization import LayerNorm
 from .pooling import AvgPool, Flatten, GlobalAvgPool
 from .trace import IllConditionedError
 
-__all__ = ["AvgPool", "Branches", "Conv", "ConvLocal", "Dense", "Flatten", "GlobalAvgPool",
-           "IllConditionedError", "Kernel", "Layer", "LayerNorm", "Moments", "Network",
-           "Nonlinearity", "branch_sum", "fc", "parallel", "residual", "serial"]
+__all__ = ["ARCHITECTURES", "AvgPool", "Branches", "Conv", "ConvLocal", "Dense", "Flatten",
+           "GlobalAvgPool", "IllConditionedError", "Kernel", "Layer", "LayerNorm", "Moments",
+           "Network", "Nonlinearity", "architecture", "branch_sum", "cnn", "fc", "myrtle",
+           "parallel", "residual", "serial", "wide_resnet"]

@@ -44,7 +44,7 @@ class SpatialLayer(Layer):
     ndim: int | None = None
 
     def apply(self, m: Moments, q1_out=None, q2_out=None) -> Moments:
-        raise TypeError(f"{self!r:.60} needs spatial inputs: give images (n, C, H, W) or "
+        raise TypeError(f"{self!r} needs spatial inputs: give images (n, C, H, W) or "
                         "sequences (n, C, L) to the network's kernel")
 
     def out_shape(self, shape: tuple[int, ...]) -> tuple[int, ...]:
@@ -71,7 +71,7 @@ def as_sizes(value, name: str, ndim: int | None = None) -> tuple[int, ...]:
 def check_window(layer, shape: tuple[int, ...], k: tuple[int, ...], strides: tuple[int, ...],
                  padding: str, what: str) -> tuple[Window, ...]:
     if len(shape) != len(k):
-        raise ValueError(f"{layer!r:.80} has a {len(k)}-D {what} but its input has "
+        raise ValueError(f"{layer!r} has a {len(k)}-D {what} but its input has "
                          f"{len(shape)} spatial dimensions {shape}: give "
                          f"{'(n, C, L)' if len(k) == 1 else '(n, C, H, W)'} inputs")
     wins = windows(shape, k, strides, padding)
@@ -262,7 +262,7 @@ class ConvLocal(Conv):
 
 def spatial_input(layer, n_in) -> tuple[int, tuple[int, ...]]:
     if isinstance(n_in, int):
-        raise ValueError(f"{layer!r:.60} needs spatial inputs, but its input has {n_in} flat "
+        raise ValueError(f"{layer!r} needs spatial inputs, but its input has {n_in} flat "
                          "features (after Flatten or GlobalAvgPool, or in_features=int): give "
                          "in_features=(C, H, W) and put spatial layers before Flatten")
     return n_in[0], tuple(n_in[1:])

@@ -45,13 +45,13 @@ def build(net, width: int | None = None, *, in_features: int, outputs: int = 1, 
 
     ``width``: output width of every Dense but the last, unless that Dense has its own ``width``
     (the standard parameterization's NTK depends on it, so the spec's value wins; under the NTK
-    parameterization it is used only when ``width`` is None); ``in_features``:
-    the input dimension d (spatial networks: the shape (C, H, W) or (C, L) of one input; the
-    hidden width is then the channels); ``outputs``: output width of the last Dense (the
-    kernel is the same for each output). A Dense followed by a gated activation gets twice
-    its width (value and gate halves). Parameters are drawn on the CPU from ``torch.Generator().manual_seed(seed)`` (None: a
-    random seed) in ``dtype`` and then moved to ``device``: one seed gives the same network on every
-    device, bit for bit on the CPU.
+    parameterization it is used only when ``width`` is None); ``in_features``: the input
+    dimension d (spatial networks: the shape (C, H, W) or (C, L) of one input; the hidden width
+    is then the channels); ``outputs``: output width of the last Dense (the kernel is the same
+    for each output). A Dense followed by a gated activation gets twice its width (value and
+    gate halves). Parameters are drawn on the CPU from ``torch.Generator().manual_seed(seed)``
+    (None: a random seed) in ``dtype`` and then moved to ``device``: one seed gives the same
+    network on every device, bit for bit on the CPU.
     """
     layers = _check_spec(net)
     if not isinstance(in_features, int) and isinstance(in_features, (tuple, list)):

@@ -2,7 +2,8 @@
 pairs of inputs through the plan's passes (``network.spatial``), then the fully-connected tail.
 
 Memory: the outputs (n1 n2 per kernel asked for) plus the work of one tile, which the tile
-size keeps within ``memory`` bytes (default ``TILE_BYTES``); ``peak_memory`` says the total
+size keeps within ``memory`` bytes (default ``TILE_BYTES``) and near ``TILE_ENTRIES`` entries
+(fast: in cache); ``peak_memory`` says the total
 before anything is computed, and a pair of inputs that alone exceeds the budget is refused.
 """
 
@@ -21,6 +22,10 @@ from .trace import Trace
 
 Tensor = torch.Tensor
 
+#: the entries of one pair's covariance times the pairs of a tile aimed at: tensors of 2 MB,
+#: which stay in the processor's cache through the dozens of elementwise passes of a layer
+TILE_ENTRIES = 1 << 18
+
 
 def as_images(x, name: str, ndim: int | None, device=None) -> Tensor:
     """Inputs (n, C, *S) as float64, checked: rank, emptiness, finiteness."""
@@ -31,11 +36,11 @@ def as_images(x, name: str, ndim: int | None, device=None) -> Tensor:
             raise TypeError(f"{name} must be a numeric array or tensor: {err}") from err
     if x.is_complex():
         raise TypeError(f"{name} is complex; kernels need real inputs")
+    one = "sequence: x.reshape(1, 1, L)" if ndim == 1 else "image: x.reshape(1, 1, H, W)"
     want = "(n, C, H, W)" if ndim == 2 else "(n, C, L)" if ndim == 1 else "(n, C, H, W) or (n, C, L)"
     if (ndim is not None and x.ndim != ndim + 2) or x.ndim not in (3, 4):
         raise ValueError(f"{name} has shape {tuple(x.shape)}, but this network takes inputs "
-                         f"{want} (torch's layout: channels first; one grayscale image: "
-                         "x.reshape(1, 1, H, W))")
+                         f"{want} (torch's layout: channels first; one grayscale {one})")
     if device is not None and x.device != device:
         raise ValueError(f"{name} is on {x.device} but x1 is on {device}: put both on one device")
     if x.numel() == 0:
@@ -52,7 +57,8 @@ def peak_memory(plan: SpatialPlan, shape: tuple[int, ...], n1: int, n2: int | No
     """Bytes of the kernel of n1 x n2 inputs of spatial ``shape``: the outputs plus one tile's
     work (the self pass of a chunk of inputs, or a tile of pairs)."""
     per_pair = plan.tile_bytes(tuple(shape))
-    pairs = min(max(1, memory // per_pair), n1 * (n1 if n2 is None else n2))
+    pairs = max(1, min(memory // per_pair, TILE_ENTRIES // plan.pair_entries(tuple(shape)),
+                       n1 * (n1 if n2 is None else n2)))
     out = (n1 * (n1 if n2 is None else n2) * torch.finfo(dtype).bits // 8
            * (2 if get == "both" else 1))
     return out + pairs * per_pair
@@ -78,12 +84,14 @@ def spatial_kernel(plan: SpatialPlan, x1, x2=None, *, block: int = 512,
     per_pair = plan.tile_bytes(shape)
     if per_pair > memory:
         raise MemoryError(
-            f"one pair of inputs of spatial shape {shape} needs {per_pair / 2**30:.2f} GiB of work "
-            f"in the {'full (pairs of positions)' if plan.full else 'diagonal'} layout, more than "
-            f"memory={memory / 2**30:.2f} GiB: raise memory=, or use smaller inputs")
-    side = max(1, min(block, math.isqrt(memory // per_pair)))
+            f"one pair of inputs of spatial shape {shape} needs {_size(per_pair)} of work in the "
+            f"{'full (pairs of positions)' if plan.full else 'diagonal'} layout, more than "
+            f"memory={memory} bytes ({_size(memory)}): raise memory=, or use smaller inputs")
+    # tiles of about TILE_ENTRIES entries (their tensors stay in cache), within the budget
+    pairs = min(memory // per_pair, max(1, TILE_ENTRIES // plan.pair_entries(shape)))
+    side = max(1, min(block, math.isqrt(pairs)))
     n1, n2 = x1.shape[0], x2.shape[0]
-    chunk = max(1, min(n1, memory // per_pair))
+    chunk = max(1, min(n1, pairs))
     m1, rec1, tr1 = _self(plan, x1, chunk)
     m2, rec2, tr2 = (m1, rec1, tr1) if symmetric else _self(plan, x2, chunk)
     nngp, ntk = (torch.empty(n1, n2, dtype=dtype, device=x1.device)
@@ -98,6 +106,8 @@ def spatial_kernel(plan: SpatialPlan, x1, x2=None, *, block: int = 512,
                 if out is None:
                     continue
                 tile = tile.expand(out[rows, cols].shape)
+                if symmetric and j == i:  # both triangles computed: exactly symmetric
+                    tile = (tile + tile.T) / 2
                 out[rows, cols] = tile
                 if symmetric and j != i:
                     out[cols, rows] = tile.T
@@ -107,6 +117,13 @@ def spatial_kernel(plan: SpatialPlan, x1, x2=None, *, block: int = 512,
                 out.diagonal().copy_(diag)
     check_finite(nngp, ntk)
     return Kernel(nngp, ntk)
+
+
+def _size(n: int) -> str:
+    for unit, scale in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
+        if n >= scale:
+            return f"{n / scale:.2f} {unit}"
+    return f"{n} bytes"
 
 
 def _self(plan: SpatialPlan, x: Tensor, chunk: int) -> tuple[Moments, list, Trace]:

@@ -341,6 +341,12 @@ class Nonlinearity(Layer):
         K, Kdot, theta = self.act.pair_map(m.q1, m.q2, m.nngp, m.theta, q1_out, q2_out)
         return Moments(K, Kdot * m.ntk, q1_out, q2_out, m.width, theta)
 
+    def covariance_map(self, m: Moments) -> Moments:
+        """The maps at the pairs' covariances (``Activation.kernel``), without the output
+        angle: for spatial networks, whose next layer is linear and recomputes the angles."""
+        K, Kdot = self.act.kernel(m.q1, m.q2, m.nngp)
+        return Moments(K, Kdot * m.ntk, m.q1, m.q2, m.width)
+
     def finite(self, n_in, ctx, *, readout=False, next_layer=None):
         if isinstance(self.act, Gated):
             return GatedUnit(self.act), n_in  # the Dense before it doubled its width for it

@@ -62,7 +62,7 @@ def _check_head(layers, where: str) -> None:
             continue
         if isinstance(layer, Nonlinearity) and not isinstance(layer.act, Gated):
             continue
-        raise ValueError(f"{layer!r:.80} on spatial inputs: before Flatten() or GlobalAvgPool() "
+        raise ValueError(f"{layer!r} on spatial inputs: before Flatten() or GlobalAvgPool() "
                          "a network holds Conv, ConvLocal, AvgPool, activations (not gated) and "
                          "branches of them; a Dense layer reads flat features (for a layer at "
                          "each position use Conv with a 1 x 1 filter)")
@@ -100,6 +100,9 @@ class SpatialPlan:
     layout, ``ndim`` the number of spatial dimensions."""
 
     def __init__(self, layers: tuple, tail_network):
+        for layer in layers:  # (a Flatten in a branch: before asking for one in the chain)
+            for sub, _ in layer.sublayers() or ():
+                _check_head(sub, "a branch")
         ends = [i for i, layer in enumerate(layers) if layer.spatial and layer.ends_spatial]
         if not ends:
             raise ValueError("a network of spatial layers ends its spatial part with Flatten() "
@@ -108,7 +111,7 @@ class SpatialPlan:
         self.head, tail = layers[:e + 1], layers[e + 1:]
         if is_spatial(tail):
             bad = next(layer for layer in _walk(tail) if layer.spatial)
-            raise ValueError(f"{bad!r:.60} after {layers[e]!r}: the spatial positions are gone "
+            raise ValueError(f"{bad!r} after {layers[e]!r}: the spatial positions are gone "
                              "once flattened or pooled globally; put spatial layers before it")
         _check_head(self.head, "top")
         self.tail = tail_network(tail)
@@ -182,14 +185,14 @@ def _shapes(layers, out: list) -> None:
         if parts is None:
             out.append(layer.out_shape(out[-1]) if layer.spatial else out[-1])
             continue
-        ends = []
+        ends, start = [], out[-1]
         for sub, _ in parts:
-            branch = [out[-1]]
+            branch = [start]
             _shapes(sub, branch)
             out.extend(branch[1:])
             ends.append(branch[-1])
         if len(set(ends)) > 1:
-            raise ValueError(f"the branches of {layer!r:.80} end in spatial shapes {ends}: a sum "
+            raise ValueError(f"the branches of {layer!r} end in spatial shapes {ends}: a sum "
                              "or concatenation needs one shape (use padding='SAME' and equal "
                              "strides in every branch)")
         out.append(ends[0])
@@ -237,12 +240,14 @@ def _forward(layers, m: Moments, shape: tuple[int, ...], state: _Pass
 
 
 def _elementwise(layer, m: Moments, nd: int, state: _Pass) -> Moments:
-    """An activation on a tile: its output variances from the records (pairs), from its own
-    diagonal map (self pass), written on the same-position entries (full layout) so that they
-    stay exactly the variances."""
+    """An activation on a tile, at the pairs' covariances (the next layer is linear and
+    recomputes the angles); in the self pass its output variances, from its own diagonal map,
+    are recorded and written on the same-position entries (full layout) so that they stay
+    exactly the variances."""
     if state.pairs:
         q1, q2 = state.next_views()
-        return layer.apply(m, q1, q2)
+        out = layer.covariance_map(m)
+        return Moments(out.nngp, out.ntk, q1, q2, out.width)
     full = state.full and nd > 0
     if not full:
         out = layer.apply(m)
@@ -251,7 +256,7 @@ def _elementwise(layer, m: Moments, nd: int, state: _Pass) -> Moments:
     q, t = spatial_diagonal(m.nngp, nd), spatial_diagonal(m.ntk, nd)
     diag = layer.apply(Moments(q, t, q, q, m.width))
     qo = diag.nngp
-    out = layer.apply(m, self_view(qo, nd, 0), self_view(qo, nd, 1))
+    out = layer.covariance_map(m)
     state.record(qo, nd)
     return Moments(with_diagonal(out.nngp, qo, nd), with_diagonal(out.ntk, diag.ntk, nd),
                    out.q1, out.q2, out.width, out.theta)
