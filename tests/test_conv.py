@@ -15,6 +15,7 @@ the ``cnn``, ``myrtle`` and ``wide_resnet`` constructors) checked against:
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 
@@ -351,3 +352,53 @@ def test_memory_too_small_for_one_pair(readout, layout):
     with pytest.raises(MemoryError, match=f"one pair of inputs of spatial shape .* {layout}"):
         net.kernel(x, memory=per_pair - 1)
     assert net.kernel(x, memory=per_pair).nngp.shape == (3, 3)  # one pair per tile is enough
+
+
+# ---- everything above the kernel takes spatial networks unchanged ---------------------------------
+
+def test_store_and_operator_take_images(tmp_path):
+    """A tiled store (tiles of image pairs) and the matrix-free operator equal net.kernel."""
+    x = torch.randn(10, 2, 6, 6, dtype=torch.float64, generator=torch.Generator().manual_seed(5))
+    net = infnet.network.cnn("relu", 2, readout="gap")
+    ref = net.kernel(x).ntk
+    store = infnet.scale.compute_kernel(net, x, path=tmp_path / "K", tile=4, progress=False)
+    assert store.verify().complete
+    assert torch.allclose(store.to_array(), ref, rtol=1e-13, atol=1e-15)
+    op = infnet.scale.NetworkOperator(net, x, tile=4)
+    v = torch.randn(10, 1, dtype=torch.float64, generator=torch.Generator().manual_seed(6))
+    assert torch.allclose(op.matvec(v), ref @ v, rtol=1e-12, atol=1e-13)
+    assert torch.allclose(op.diagonal(), ref.diagonal(), rtol=1e-13, atol=0)
+
+
+def test_estimator_with_architecture_matches_kernel_regression():
+    """NTKRegressor(architecture=..., input_shape=...) on flat rows is kernel regression with
+    the convolutional network's NTK on the images."""
+    gen = torch.Generator().manual_seed(7)
+    x = torch.randn(12, 1, 5, 5, dtype=torch.float64, generator=gen)
+    y = torch.randn(12, dtype=torch.float64, generator=gen)
+    flat = x.reshape(12, -1).numpy()
+    reg = infnet.NTKRegressor("relu", 2, architecture="cnn-gap", input_shape=(1, 5, 5))
+    reg.fit(flat[:8], y[:8].numpy())
+    net = infnet.network.cnn("relu", 2, readout="gap")
+    k = net.kernel(x[:8]).ntk
+    expected = net.kernel(x[8:], x[:8]).ntk @ torch.linalg.solve(k, y[:8])
+    assert np.allclose(reg.predict(flat[8:]), expected.numpy(), rtol=1e-9, atol=1e-12)
+    with pytest.raises(ValueError, match="input_shape"):
+        infnet.NTKRegressor("relu", 2, architecture="cnn-gap").fit(flat[:8], y[:8].numpy())
+    with pytest.raises(ValueError, match="holds 24"):
+        infnet.NTKRegressor("relu", 2, architecture="cnn-gap",
+                            input_shape=(1, 4, 6)).fit(flat[:8], y[:8].numpy())
+
+
+def test_cli_predict_architecture(tmp_path):
+    """infnet predict digits --architecture cnn-vec: a CSV row with the architecture."""
+    from infnet.cli.main import main
+
+    out = tmp_path / "p.csv"
+    assert main(["predict", "digits", "--architecture", "cnn-vec", "-L", "1", "--n-train", "60",
+                 "--n-test", "40", "-o", str(out)]) == 0
+    import csv
+
+    rows = list(csv.DictReader(out.open()))
+    assert rows[0]["architecture"] == "cnn-vec" and rows[0]["activation"] == "relu"
+    assert float(rows[0]["accuracy"]) > 0.5  # ten classes: chance is 0.1

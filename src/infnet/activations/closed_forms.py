@@ -13,7 +13,7 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-from ..numerics.moments import corr_angle, geometric_mean, sin_of_angle
+from ..numerics.moments import corr_angle, corr_root, geometric_mean, sin_of_angle
 
 Tensor = torch.Tensor
 PI = math.pi
@@ -69,10 +69,10 @@ def piecewise_linear(q1, q2, c, *, neg: float, pos: float):
     """(K, Kdot) of ``piecewise_linear_angle`` at theta = arccos(c / sqrt(q1 q2)), without the
     output angle: r sin(theta) = sqrt(q1 q2 - c^2) and r cos(theta) = c, so
     K = d2 sqrt(q1 q2 - c^2) / (2 pi) + Kdot c."""
-    root, theta = corr_angle(q1, q2, c)
+    root = corr_root(q1, q2, c)
     d2 = (neg - pos) ** 2
-    kdot = (neg * neg + pos * pos) / 2 - d2 / (2 * PI) * theta
-    return d2 / (2 * PI) * root + kdot * c, kdot
+    kdot = torch.atan2(root, c).mul_(-d2 / (2 * PI)).add_((neg * neg + pos * pos) / 2)
+    return root.mul_(d2 / (2 * PI)).addcmul_(kdot, c), kdot
 
 
 def arccos_kernel_angle(q1, q2, theta, *, n: int):
@@ -118,7 +118,7 @@ def sign(q1, q2, c):
 def erf(q1, q2, c, *, scale: float):
     """phi = erf(b x) (Williams 1997): K = (2/pi) arcsin(2 b^2 c / sqrt((1+2b^2 q1)(1+2b^2 q2))),
     Kdot = (4 b^2 / pi) / sqrt((1+2b^2 q1)(1+2b^2 q2) - 4 b^4 c^2)."""
-    return _erf(q1, q2, c, corr_angle(q1, q2, c)[0], scale)
+    return _erf(q1, q2, c, corr_root(q1, q2, c), scale)
 
 
 def erf_angle(q1, q2, theta, *, scale: float):
@@ -132,14 +132,16 @@ def _erf(q1, q2, c, s, scale):
     # (1+2b^2 q1)(1+2b^2 q2) - 4b^4 c^2 = 1 + 2b^2 (q1 + q2) + 4b^4 s^2, s^2 = q1 q2 - c^2: its
     # root a hypot, exact at rho = +-1 and at large variances, where the product form cancels
     b2 = scale * scale
-    root = torch.hypot((1 + 2 * b2 * (q1 + q2)).sqrt(), 2 * b2 * s)
-    k = 2 / PI * torch.atan2(2 * b2 * c, root)
-    return k, 4 * b2 / PI / root
+    # (the sum of variances on the variances' own, often smaller, broadcast shapes)
+    total = ((0.5 + 2 * b2 * q1) + (0.5 + 2 * b2 * q2)).sqrt_()
+    root = torch.hypot(total, 2 * b2 * s)
+    k = torch.atan2(2 * b2 * c, root).mul_(2 / PI)
+    return k, root.reciprocal_().mul_(4 * b2 / PI)
 
 
 def gelu(q1, q2, c):
     """phi = x Phi(x) (Tsuchida et al. 2020, arXiv 2002.08517), D = sqrt((1+q1)(1+q2) - c^2)."""
-    return _gelu(q1, q2, c, corr_angle(q1, q2, c)[0])
+    return _gelu(q1, q2, c, corr_root(q1, q2, c))
 
 
 def gelu_angle(q1, q2, theta):

@@ -156,16 +156,16 @@ class Conv(SpatialLayer):
 
     def _maps(self, nngp, ntk, width, wins, full):
         w2, b2 = self.w_std**2, (self.b_std or 0.0) ** 2
-        mean_nngp = conv_sum(nngp, wins, full)
-        out = w2 * mean_nngp + b2
         if self.parameterization == "ntk":
-            return out, w2 * conv_sum(ntk, wins, full) + out
+            out = conv_sum(nngp, wins, full, w2, b2)
+            return out, conv_sum(ntk, wins, full, w2).add_(out)
         if width is None:
             raise ValueError("the standard parameterization needs the input channels of every "
                              "Conv: give width=... to the layer before it")
+        mean_nngp = conv_sum(nngp, wins, full)
         fan = width * math.prod(self.filter_shape)
-        return out, fan * mean_nngp + (0.0 if self.b_std is None else 1.0) \
-            + w2 * conv_sum(ntk, wins, full)
+        return w2 * mean_nngp + b2, conv_sum(ntk, wins, full, w2).add_(
+            fan * mean_nngp + (0.0 if self.b_std is None else 1.0))
 
     def map_spatial(self, nngp, ntk, width, shape, full):
         wins = windows(shape, self.filter_shape, self.strides, self.padding)

@@ -343,8 +343,9 @@ class Nonlinearity(Layer):
 
     def covariance_map(self, m: Moments) -> Moments:
         """The maps at the pairs' covariances (``Activation.kernel``), without the output
-        angle: for spatial networks, whose next layer is linear and recomputes the angles."""
-        K, Kdot = self.act.kernel(m.q1, m.q2, m.nngp)
+        angle and without checks: for spatial networks, whose next layer is linear and whose
+        kernel checks its results."""
+        K, Kdot = self.act.kernel(m.q1, m.q2, m.nngp, check=False)  # (the caller checks)
         return Moments(K, Kdot * m.ntk, m.q1, m.q2, m.width)
 
     def finite(self, n_in, ctx, *, readout=False, next_layer=None):

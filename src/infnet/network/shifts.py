@@ -78,9 +78,15 @@ def window_sum(t: Tensor, axes: tuple[int, ...], w: Window) -> Tensor:
     shape = list(t.shape)
     for ax in axes:
         shape[ax] = w.out
-    out = torch.zeros(shape, dtype=t.dtype, device=t.device)
     s = w.stride
+    first = w.pad_lo if s == 1 and w.out == w.size else None  # the offset that covers all
+    if first is not None:
+        out = t.clone()
+    else:
+        out = torch.zeros(shape, dtype=t.dtype, device=t.device)
     for d in range(w.k):
+        if d == first:
+            continue
         off = d - w.pad_lo
         if w.padding == "CIRCULAR":
             idx = (s * torch.arange(w.out, device=t.device) + off) % w.size
@@ -102,14 +108,17 @@ def window_sum(t: Tensor, axes: tuple[int, ...], w: Window) -> Tensor:
     return out
 
 
-def conv_sum(t: Tensor, wins: tuple[Window, ...], full: bool) -> Tensor:
-    """The mean over a filter's offsets of t at both positions shifted alike (full layout) or
-    at the one position (diagonal layout), one spatial dimension at a time."""
+def conv_sum(t: Tensor, wins: tuple[Window, ...], full: bool, scale: float = 1.0,
+             shift: float = 0.0) -> Tensor:
+    """scale times the mean over a filter's offsets of t at both positions shifted alike (full
+    layout) or at the one position (diagonal layout), plus shift; one spatial dimension at a
+    time."""
     n = len(wins)
     for i, w in enumerate(wins):
         axes = (i - 2 * n, i - n) if full else (i - n,)
         t = window_sum(t, axes, w)
-    return t / math.prod(w.k for w in wins)
+    t.mul_(scale / math.prod(w.k for w in wins))
+    return t.add_(shift) if shift else t
 
 
 def pool_sum(t: Tensor, wins: tuple[Window, ...]) -> Tensor:

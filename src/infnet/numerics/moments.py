@@ -46,6 +46,16 @@ def sin_of_angle(theta: Tensor) -> Tensor:
     return torch.where(theta > math.pi / 2, torch.sin(math.pi - theta), torch.sin(theta))
 
 
+def corr_root(q1: Tensor, q2: Tensor, c: Tensor) -> Tensor:
+    """sqrt(q1 q2 - c^2), the first value of ``corr_angle`` without the angle."""
+    p = q1 * q2
+    if _in_range(p):
+        return (p - c * c).clamp_(min=0.0).sqrt_()
+    m = _pow2_scale(q1, q2)
+    q1, q2, c = q1 / m, q2 / m, c / m
+    return (q1 * q2 - c * c).clamp_(min=0.0).sqrt_() * m
+
+
 def corr_angle(q1: Tensor, q2: Tensor, c: Tensor) -> tuple[Tensor, Tensor]:
     """(sqrt(q1 q2 - c^2), theta): theta = arccos(c / sqrt(q1 q2)) via atan2, exact at rho = +-1
     (q1 q2 - c^2 is exactly 0 when c = q1 = q2). The moments are first divided by a power of

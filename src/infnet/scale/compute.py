@@ -103,8 +103,9 @@ def compute_tile(net, x1, x2, store: KernelStore, i: int, j: int,
 def _as_input(x, name: str) -> torch.Tensor:
     x = x if torch.is_tensor(x) else torch.as_tensor(np.asarray(x, dtype=np.float64))
     if x.ndim < 2 or x.shape[0] < 1:
-        raise ValueError(f"{name} must be (n, features) with n >= 1, got shape {tuple(x.shape)}")
-    return x.reshape(x.shape[0], -1).contiguous()
+        raise ValueError(f"{name} must be (n, features), or (n, C, H, W) / (n, C, L) for a "
+                         f"spatial network, with n >= 1; got shape {tuple(x.shape)}")
+    return x.contiguous()  # (the network flattens the rows it needs flat)
 
 
 def compute_kernel(net, x1, x2=None, *, path, kind: str = "ntk", tile: int = 2048,
@@ -224,8 +225,9 @@ def compute_kernel(net, x1, x2=None, *, path, kind: str = "ntk", tile: int = 204
     fp = fingerprint(net, x1, x2, kind=kind, tile=tile, dtype=dtype)
     x1 = _as_input(x1, "x1")
     x2 = None if x2 is None else _as_input(x2, "x2")
-    if x2 is not None and x2.shape[1] != x1.shape[1]:
-        raise ValueError(f"x1 has {x1.shape[1]} features and x2 has {x2.shape[1]}")
+    if x2 is not None and x2.shape[1:] != x1.shape[1:]:
+        raise ValueError(f"x1 has inputs of shape {tuple(x1.shape[1:])} and x2 of "
+                         f"{tuple(x2.shape[1:])}: they must match")
     n2 = x1.shape[0] if x2 is None else x2.shape[0]
     with folder_lock(make_store_folder(path), "this kernel store"):
         store = KernelStore.create(path, x1.shape[0], n2, fp, overwrite=overwrite, command=command)

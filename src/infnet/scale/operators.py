@@ -174,7 +174,7 @@ class NetworkOperator:
         x = torch.as_tensor(x) if torch.is_tensor(x) else torch.as_tensor(np.asarray(x, dtype=np.float64))
         if x.ndim < 2 or x.shape[0] == 0:
             raise ValueError(f"x must have shape (n, features) with n >= 1, got {tuple(x.shape)}")
-        x = x.reshape(x.shape[0], -1).to(torch.float64)
+        x = x.to(torch.float64)  # (rows, or images of a spatial network: the network flattens)
         if not all_finite(x):
             raise ValueError("x contains NaN or inf")
         self.net, self.kind, self.tile, self._dtype = net, kind, tile, dtype
@@ -233,12 +233,14 @@ class NetworkOperator:
         return self._diag
 
     def _compute_diagonal(self) -> Tensor:
-        n, d = self.x.shape
-        if hasattr(self.net, "diagonal"):
+        n = self.x.shape[0]
+        if hasattr(self.net, "diagonal") and self.x.ndim == 2:
+            d = self.x.shape[1]
             nngp, ntk = self.net.diagonal((self.x * self.x).sum(1) / d, d)
             diag = ntk if self.kind == "ntk" else nngp
             return diag.expand(n).clone()
-        # a network without a diagonal pass (fc(act, depth=inf)): the diagonal blocks
+        # a network without a flat diagonal pass (fc(act, depth=inf), spatial networks): the
+        # diagonal blocks
         return torch.cat([self._kernel(self.x[i:i + self.tile]).diagonal()
                           for i in range(0, n, self.tile)])
 
