@@ -28,7 +28,6 @@ import time
 
 import torch
 
-import infnet
 from infnet.network import cnn, myrtle
 
 #: elementwise operations of an activation's map from (q1, q2, c) (closed forms: the passes of
