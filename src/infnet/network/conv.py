@@ -181,28 +181,44 @@ class Conv(SpatialLayer):
         return ctx.width
 
     def finite(self, n_in, ctx, *, readout=False, next_layer=None):
-        """Padding, then ``nn.Conv1d``/``nn.Conv2d`` (standard parameterization), or with fixed
-        scalings around it (NTK: the standard normal variables are trained)."""
+        """Padding, then ``nn.Conv1d``/``nn.Conv2d`` (``ConvLocal``: a ``LocalConv``), alone
+        (standard parameterization) or between fixed scalings (NTK: the standard normal
+        variables are trained)."""
         c_in, shape = spatial_input(self, n_in)
         wins = check_window(self, shape, self.filter_shape, self.strides, self.padding, "filter")
         c_out = self._channels(ctx)
         fan = c_in * math.prod(self.filter_shape)
         has_bias = self.b_std is not None and (self.parameterization == "standard" or self.b_std > 0)
-        conv = (nn.Conv1d if self.ndim == 1 else nn.Conv2d)(
-            c_in, c_out, self.filter_shape, stride=self.strides, bias=has_bias,
-            dtype=ctx.dtype, device=ctx.device)
         ntk = self.parameterization == "ntk"
-        _draw(conv, ctx, 1.0 if ntk else self.w_std / math.sqrt(fan),
-              1.0 if ntk else (self.b_std or 0.0))
+        core = self._core(c_in, c_out, wins, has_bias, ctx)
+        with torch.no_grad():  # drawn standard normal; the standard parameterization scales
+            if not ntk:
+                core.weight.mul_(self.w_std / math.sqrt(fan))
+                if has_bias:
+                    core.bias.mul_(self.b_std or 0.0)
         mods = [pad_module(wins)]
         gain = self.w_std / math.sqrt(fan)
         if not ntk:
-            mods.append(conv)
+            mods.append(core)
         elif not has_bias:
-            mods += [Scale(gain), conv]
+            mods += [Scale(gain), core]
         else:
-            mods += [Scale(gain / self.b_std), conv, Scale(self.b_std)]
+            mods += [Scale(gain / self.b_std), core, Scale(self.b_std)]
         return nn.Sequential(*mods), (c_out, *(w.out for w in wins))
+
+    def _core(self, c_in: int, c_out: int, wins, has_bias: bool, ctx) -> nn.Module:
+        """The convolution with standard normal parameters, drawn on the CPU from the context's
+        generator (one seed, one network on every device)."""
+        conv = (nn.Conv1d if self.ndim == 1 else nn.Conv2d)(
+            c_in, c_out, self.filter_shape, stride=self.strides, bias=has_bias,
+            dtype=ctx.dtype, device=ctx.device)
+        with torch.no_grad():
+            conv.weight.copy_(torch.randn(conv.weight.shape, generator=ctx.generator,
+                                          dtype=ctx.dtype))
+            if conv.bias is not None:
+                conv.bias.copy_(torch.randn(conv.bias.shape, generator=ctx.generator,
+                                            dtype=ctx.dtype))
+        return conv
 
 
 @dataclass(frozen=True)
@@ -234,30 +250,10 @@ class ConvLocal(Conv):
                                wins, False)
         return embed_diagonal(nngp, nd), embed_diagonal(ntk, nd), self.width
 
-    def finite(self, n_in, ctx, *, readout=False, next_layer=None):
-        c_in, shape = spatial_input(self, n_in)
-        wins = check_window(self, shape, self.filter_shape, self.strides, self.padding, "filter")
-        c_out = self._channels(ctx)
-        out_shape = tuple(w.out for w in wins)
-        fan = c_in * math.prod(self.filter_shape)
-        has_bias = self.b_std is not None and (self.parameterization == "standard" or self.b_std > 0)
-        local = LocalConv(c_in, c_out, self.filter_shape, self.strides, out_shape, has_bias,
-                          ctx.generator, ctx.dtype, ctx.device)
-        ntk = self.parameterization == "ntk"
-        with torch.no_grad():
-            if not ntk:
-                local.weight.mul_(self.w_std / math.sqrt(fan))
-                if has_bias:
-                    local.bias.mul_(self.b_std or 0.0)
-        mods = [pad_module(wins)]
-        gain = self.w_std / math.sqrt(fan)
-        if not ntk:
-            mods.append(local)
-        elif not has_bias:
-            mods += [Scale(gain), local]
-        else:
-            mods += [Scale(gain / self.b_std), local, Scale(self.b_std)]
-        return nn.Sequential(*mods), (c_out, *out_shape)
+    def _core(self, c_in, c_out, wins, has_bias, ctx):
+        return LocalConv(c_in, c_out, self.filter_shape, self.strides,
+                         tuple(w.out for w in wins), has_bias, ctx.generator, ctx.dtype,
+                         ctx.device)
 
 
 def spatial_input(layer, n_in) -> tuple[int, tuple[int, ...]]:
@@ -266,14 +262,3 @@ def spatial_input(layer, n_in) -> tuple[int, tuple[int, ...]]:
                          "features (after Flatten or GlobalAvgPool, or in_features=int): give "
                          "in_features=(C, H, W) and put spatial layers before Flatten")
     return n_in[0], tuple(n_in[1:])
-
-
-def _draw(conv: nn.Module, ctx, w_scale: float, b_scale: float) -> None:
-    """Parameters drawn on the CPU from the context's generator (one seed, one network on every
-    device), times the given scales."""
-    with torch.no_grad():
-        conv.weight.copy_(w_scale * torch.randn(conv.weight.shape, generator=ctx.generator,
-                                                dtype=ctx.dtype))
-        if conv.bias is not None:
-            conv.bias.copy_(b_scale * torch.randn(conv.bias.shape, generator=ctx.generator,
-                                                  dtype=ctx.dtype))
