@@ -12,7 +12,7 @@ import argparse
 import shlex
 import sys
 
-from . import catalog, finite, kernels, predict, study
+from . import catalog, finite, kernels, lee2020, predict, study
 from .args import Parser
 
 
@@ -25,6 +25,7 @@ def build_parser() -> argparse.ArgumentParser:
     study.add_parser(sub)
     predict.add_parser(sub)
     finite.add_parsers(sub)
+    lee2020.add_parser(sub)
     return p
 
 

@@ -136,7 +136,8 @@ def census(fn, params: dict[str, Tensor], x: Tensor) -> Census:
     # rounding differs between batch sizes (BLAS and convolution kernels pick their blocking
     # by shape): a tolerance of a thousand roundings of the outputs' dtype, and at least 1e-6
     tol = max(1e-6, 1e3 * torch.finfo(out.dtype).eps)
-    atol = tol * float(out.detach().abs().max()) + 1e-12
+    scale = float(out.detach().abs().nan_to_num(0.0, posinf=0.0).max())  # (NaN: raised below)
+    atol = tol * scale + 1e-12
     if not torch.allclose(out, again, rtol=1e-6, atol=1e-12, equal_nan=True):
         raise ValueError("the model gave different outputs on the same input: its forward pass is "
                          "random (e.g. F.dropout with training=True, in-place randomness such as "

@@ -21,19 +21,34 @@ def _pow2_scale(q1: Tensor, q2: Tensor) -> Tensor:
     return torch.exp2(torch.floor(torch.log2(torch.maximum(q1, q2).clamp(min=1e-300))))
 
 
-def _in_range(p: Tensor) -> bool:
-    """No entry of the product p near underflow or overflow (one pass)."""
+def _in_range(p: Tensor, q1: Tensor | None = None, q2: Tensor | None = None) -> bool:
+    """No entry of the product p = q1 q2 near underflow or overflow (an exact 0 is fine: its
+    factor is 0). Read off the factors where they are broadcast and much smaller than p (a
+    tile's rows and columns), else one pass over p."""
     if p.numel() == 0:
         return True
+    if q1 is not None and q2 is not None and 4 * (q1.numel() + q2.numel()) < p.numel():
+        return _factor_in_range(q1) and _factor_in_range(q2)
     lo, hi = torch.aminmax(p)
+    if float(lo) == 0.0 and float(hi) < 1e290:  # zeros: the smallest nonzero product decides
+        lo = torch.where(p > 0, p, torch.full_like(p, math.inf)).min()
     return 1e-290 < float(lo) and float(hi) < 1e290
+
+
+def _factor_in_range(q: Tensor) -> bool:
+    """Nonzero entries of q within [1e-145, 1e145]: their products stay inside float64."""
+    if q.numel() == 0:
+        return True
+    hi = float(q.max())
+    lo = float(torch.where(q > 0, q, torch.full_like(q, math.inf)).min())
+    return hi < 1e145 and (lo > 1e-145 or lo == math.inf)
 
 
 def geometric_mean(q1: Tensor, q2: Tensor) -> Tensor:
     """sqrt(q1 q2) without underflow or overflow of the product, and exactly q when q1 = q2 = q
     (the square root of a rounded square is exact)."""
     p = q1 * q2
-    if _in_range(p):
+    if _in_range(p, q1, q2):
         return p.sqrt()
     m = _pow2_scale(q1, q2)
     return ((q1 / m) * (q2 / m)).sqrt() * m
@@ -49,7 +64,7 @@ def sin_of_angle(theta: Tensor) -> Tensor:
 def corr_root(q1: Tensor, q2: Tensor, c: Tensor) -> Tensor:
     """sqrt(q1 q2 - c^2), the first value of ``corr_angle`` without the angle."""
     p = q1 * q2
-    if _in_range(p):
+    if _in_range(p, q1, q2):
         return (p - c * c).clamp_(min=0.0).sqrt_()
     m = _pow2_scale(q1, q2)
     q1, q2, c = q1 / m, q2 / m, c / m
@@ -61,7 +76,7 @@ def corr_angle(q1: Tensor, q2: Tensor, c: Tensor) -> tuple[Tensor, Tensor]:
     (q1 q2 - c^2 is exactly 0 when c = q1 = q2). The moments are first divided by a power of
     two near max(q1, q2), exactly, so that the products neither underflow nor overflow."""
     p = q1 * q2
-    if _in_range(p):
+    if _in_range(p, q1, q2):
         s = (p - c * c).clamp(min=0.0).sqrt()
         return s, torch.atan2(s, c)
     m = _pow2_scale(q1, q2)
