@@ -1,6 +1,7 @@
 """The ``infnet`` command: one parser, a module per group of commands (``catalog``: activations
 and limit; ``kernels``: kernel and solve; ``study``; ``predict``; ``finite``: finite against
-infinite width and signal propagation).
+infinite width and signal propagation; ``lee2020``: finite against infinite convolutional
+networks on digits).
 
 Every user mistake and fault of the environment ends in one ``error: ...`` line (``main``);
 numbers are checked when the arguments are parsed (``args``), output paths before any
