@@ -404,3 +404,19 @@ NUMERICAL = {
 def test_numerical_activations_match_the_reference(act, readout):
     spec, shape = NUMERICAL[readout](act)
     check(spec, shape, 1e-10, seed=7, n1=2, n2=1)
+
+
+def test_blank_regions_match_the_reference():
+    """Inputs with blank regions and no bias (the backgrounds of MNIST digits): positions whose
+    variance is exactly 0 at every layer, which the kernel must carry as exact zeros."""
+    spec = [conv((3, 3), w=1.4, b=0.0), ERF, conv((3, 3), w=1.2, b=0.0), ERF, GAP, dense(1.0, 0.0)]
+    net = build(spec)
+    x = images(3, (1, 6, 7), seed=11)
+    x[:, :, :, :3] = 0.0  # the left three columns blank: the first column's windows see nothing
+    x2 = images(2, (1, 6, 7), seed=12)
+    x2[:, :, :2] = 0.0
+    for a, b in ((x, None), (x, x2)):
+        nngp, ntk, _ = reference(spec, a, b)
+        k = net.kernel(a) if b is None else net.kernel(a, b)
+        assert_matches(k.nngp, nngp, 1e-12, "NNGP with blank regions")
+        assert_matches(k.ntk, ntk, 1e-12, "NTK with blank regions")
