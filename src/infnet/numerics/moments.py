@@ -22,16 +22,17 @@ def _pow2_scale(q1: Tensor, q2: Tensor) -> Tensor:
 
 
 def _in_range(p: Tensor, q1: Tensor | None = None, q2: Tensor | None = None) -> bool:
-    """No entry of the product p = q1 q2 near underflow or overflow (an exact 0 is fine: its
-    factor is 0). Read off the factors where they are broadcast and much smaller than p (a
-    tile's rows and columns), else one pass over p."""
+    """No entry of the product p = q1 q2 near underflow or overflow (a zero factor is fine).
+    Read off the factors where they are broadcast and much smaller than p (a tile's rows and
+    columns), else one pass over p (and the factors where p has zeros)."""
     if p.numel() == 0:
         return True
     if q1 is not None and q2 is not None and 4 * (q1.numel() + q2.numel()) < p.numel():
         return _factor_in_range(q1) and _factor_in_range(q2)
     lo, hi = torch.aminmax(p)
-    if float(lo) == 0.0 and float(hi) < 1e290:  # zeros: the smallest nonzero product decides
-        lo = torch.where(p > 0, p, torch.full_like(p, math.inf)).min()
+    if float(lo) == 0.0 and float(hi) < 1e290 and q1 is not None and q2 is not None:
+        # a zero product: a zero factor (fine), or an underflow (not): the factors decide
+        return _factor_in_range(q1) and _factor_in_range(q2)
     return 1e-290 < float(lo) and float(hi) < 1e290
 
 
