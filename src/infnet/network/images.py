@@ -129,12 +129,23 @@ def _size(n: int) -> str:
 
 
 def _self(plan: SpatialPlan, x: Tensor, chunk: int) -> tuple[Moments, list, Trace]:
-    """The self pass in chunks of inputs: the head's records (concatenated) and the tail's
-    trace."""
-    parts = [plan.self_pass(x[i:i + chunk]) for i in range(0, x.shape[0], chunk)]
-    m = Moments(*(torch.cat([p[0].nngp if k == "q" else getattr(p[0], k) for p in parts])
-                  for k in ("nngp", "ntk", "q", "q")), parts[0][0].width)
-    records = [(torch.cat([p[1][r][0] for p in parts]), parts[0][1][r][1])
-               for r in range(len(parts[0][1]))]
+    """The self pass in chunks of inputs: the head's records and the tail's trace. Each chunk's
+    records are copied into tensors for all inputs allocated once, after the first chunk, so
+    that no small tensor outlives the chunk that made it (interleaved with the chunks' large
+    temporaries, such tensors fragment the heap: the resident memory of a 1000-image Myrtle
+    kernel grew by 14 MB an image)."""
+    n = x.shape[0]
+    records, flat = None, None
+    for i in range(0, n, chunk):
+        m, recs = plan.self_pass(x[i:i + chunk])
+        if records is None:
+            records = [(r.new_empty((n, *r.shape[1:])), nd) for r, nd in recs]
+            flat, width = [m.nngp.new_empty(n) for _ in range(2)], m.width
+        for (dest, _), (r, _) in zip(records, recs, strict=True):
+            dest[i:i + chunk] = r
+        flat[0][i:i + chunk] = m.nngp
+        flat[1][i:i + chunk] = m.ntk
+        del m, recs
+    m = Moments(flat[0], flat[1], flat[0], flat[0], width)
     out, tail_records = plan.tail.diagonal_pass(m)
     return m, records, Trace(m.nngp, tail_records, out.nngp, out.ntk)

@@ -131,11 +131,13 @@ def pool_sum(t: Tensor, wins: tuple[Window, ...]) -> Tensor:
 
 
 def spatial_diagonal(t: Tensor, ndim: int) -> Tensor:
-    """The same-position entries (..., *S) of a full-layout tensor (..., *S, *S)."""
+    """The same-position entries (..., *S) of a full-layout tensor (..., *S, *S), a copy (a
+    view would keep the whole P x P tensor alive in the records of the self pass)."""
     shape = t.shape[t.ndim - ndim:]
     p = math.prod(shape)
     flat = t.reshape(*t.shape[:t.ndim - 2 * ndim], p, p)
-    return flat.diagonal(dim1=-2, dim2=-1).reshape(*t.shape[:t.ndim - 2 * ndim], *shape)
+    diag = flat.diagonal(dim1=-2, dim2=-1).clone()
+    return diag.reshape(*t.shape[:t.ndim - 2 * ndim], *shape)
 
 
 def embed_diagonal(t: Tensor, ndim: int) -> Tensor:
