@@ -126,7 +126,9 @@ def main() -> None:
     n = args.memory_n
     est = myrtle(5).peak_memory((32, 32), n) / 2**20
     out = subprocess.run([sys.executable, "-c", MEMORY_SCRIPT.format(n=n)], capture_output=True,
-                         text=True, check=True)
+                         text=True, check=False)
+    if out.returncode != 0:
+        raise SystemExit(f"the memory run failed ({out.returncode}): {out.stderr[-500:]}")
     print(f"\nMyrtle-5, {n} images: peak_memory estimate for the {n} x {n} kernel "
           f"{est:.0f} MiB; a process computing its 4 x {n} block peaked at "
           f"{float(out.stdout.split()[-1]):.0f} MiB resident (torch included)")
