@@ -402,3 +402,29 @@ def test_cli_predict_architecture(tmp_path):
     rows = list(csv.DictReader(out.open()))
     assert rows[0]["architecture"] == "cnn-vec" and rows[0]["activation"] == "relu"
     assert float(rows[0]["accuracy"]) > 0.5  # ten classes: chance is 0.1
+
+
+def test_unchecked_maps_equal_the_checked_ones_for_every_closed_form():
+    """Spatial passes call the closed forms without the argument checks
+    (``Activation.kernel(check=False)``): for every catalog activation with a closed form the
+    values, broadcast to the tile, equal those of the checked call."""
+    from infnet.network.layers import Moments, Nonlinearity
+
+    gen = torch.Generator().manual_seed(9)
+    q1 = torch.rand(3, 1, 4, 1, dtype=torch.float64, generator=gen) + 0.5
+    q2 = torch.rand(1, 2, 1, 4, dtype=torch.float64, generator=gen) + 0.5
+    rho = 2 * torch.rand(3, 2, 4, 4, dtype=torch.float64, generator=gen) - 1
+    c = 0.9 * rho * (q1 * q2).sqrt()
+    ntk = torch.rand(3, 2, 4, 4, dtype=torch.float64, generator=gen)
+    checked = 0
+    for name in infnet.list_activations():
+        act = infnet.activation(name)
+        if not act.is_closed_form or act.jumps:
+            continue
+        out = Nonlinearity(act).covariance_map(Moments(c, ntk, q1, q2, 3))
+        K, Kdot = act.kernel(q1, q2, c)
+        assert out.nngp.shape == c.shape, name
+        assert torch.allclose(out.nngp, K, rtol=1e-14, atol=1e-300), name
+        assert torch.allclose(out.ntk, Kdot * ntk, rtol=1e-14, atol=1e-300), name
+        checked += 1
+    assert checked >= 20

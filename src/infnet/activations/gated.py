@@ -38,7 +38,7 @@ class Gated(Activation):
         raise TypeError(f"{self.name} is a function of two pre-activations, not elementwise: "
                         "it has no scalar derivative")
 
-    def kernel(self, q1, q2, c):
+    def kernel(self, q1, q2, c, *, check: bool = True):  # (always checked)
         q1, q2, c = _check_moments(q1, q2, c)
         kv, kdv = self.value.kernel(q1, q2, c)
         kg, kdg = self.gate.kernel(q1, q2, c)
