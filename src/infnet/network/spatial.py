@@ -173,11 +173,11 @@ class SpatialPlan:
         else:
             cov = torch.einsum("acp,bcp->abp", fa, fb).div_(c).reshape(
                 fa.shape[0], fb.shape[0], *spatial)
-        qa = ((fa * fa).sum(1) / c).reshape(fa.shape[0], *spatial)
-        qb = ((fb * fb).sum(1) / c).reshape(fb.shape[0], *spatial)
-        nd = len(spatial)
-        q1, q2 = rows_view(qa, nd, self.full, 0), rows_view(qb, nd, self.full, 1)
-        m = Moments(cov, torch.zeros_like(cov), q1, q2, c, cov.new_full((), math.nan))
+        # the data's variances and angles are never read: the first layer that reads moments
+        # after the data is linear (activations need a Gaussian input), and its output's
+        # variances come from the records
+        unread = cov.new_full((), math.nan)
+        m = Moments(cov, torch.zeros_like(cov), unread, unread, c, unread)
         state = _Pass(self.full, rec_a, rows, cols, rec_b)
         m, _ = _forward(self.head, m, spatial, state)
         return m
