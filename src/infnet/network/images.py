@@ -14,6 +14,7 @@ import math
 import numpy as np
 import torch
 
+from ..activations.series import SeriesCache
 from ..core.checks import all_finite
 from .inputs import Kernel, check_finite
 from .layers import Moments
@@ -25,6 +26,9 @@ Tensor = torch.Tensor
 #: the entries of one pair's covariance times the pairs of a tile aimed at: tensors of 2 MB,
 #: which stay in the processor's cache through the dozens of elementwise passes of a layer
 TILE_ENTRIES = 1 << 18
+#: the Hermite coefficients of input blocks kept between tiles (activations without a closed
+#: form, ``activations.series``) take at most this, and half of ``memory``
+SERIES_CACHE_BYTES = 1 << 29
 
 
 def as_images(x, name: str, ndim: int | None, device=None) -> Tensor:
@@ -61,7 +65,7 @@ def peak_memory(plan: SpatialPlan, shape: tuple[int, ...], n1: int, n2: int | No
                        n1 * (n1 if n2 is None else n2)))
     out = (n1 * (n1 if n2 is None else n2) * torch.finfo(dtype).bits // 8
            * (2 if get == "both" else 1))
-    return out + pairs * per_pair
+    return out + pairs * per_pair + min(SERIES_CACHE_BYTES, memory // 2) * plan.series
 
 
 def spatial_kernel(plan: SpatialPlan, x1, x2=None, *, block: int = 512,
@@ -92,8 +96,9 @@ def spatial_kernel(plan: SpatialPlan, x1, x2=None, *, block: int = 512,
     side = max(1, min(block, math.isqrt(pairs)))
     n1, n2 = x1.shape[0], x2.shape[0]
     chunk = max(1, min(n1, pairs))
-    m1, rec1, tr1 = _self(plan, x1, chunk)
-    m2, rec2, tr2 = (m1, rec1, tr1) if symmetric else _self(plan, x2, chunk)
+    cache = SeriesCache(min(SERIES_CACHE_BYTES, memory // 2))
+    m1, rec1, tr1 = _self(plan, x1, chunk, cache, 0)
+    m2, rec2, tr2 = (m1, rec1, tr1) if symmetric else _self(plan, x2, chunk, cache, 1)
     nngp, ntk = (torch.empty(n1, n2, dtype=dtype, device=x1.device)
                  if get in (kind, "both") else None for kind in ("nngp", "ntk"))
     for i in range(0, n1, side):
@@ -102,7 +107,8 @@ def spatial_kernel(plan: SpatialPlan, x1, x2=None, *, block: int = 512,
             if symmetric and side == 1 and j == i:
                 continue  # an input with itself: the self pass has it
             cols = slice(j, j + side)
-            m = plan.pairs_pass(x1[rows], x2[cols], rec1, rec2, rows, cols)
+            m = plan.pairs_pass(x1[rows], x2[cols], rec1, rec2, rows, cols, cache,
+                                (0, 0 if symmetric else 1))
             m = plan.tail.pairs_pass(m, tr1.view(rows, 0).records, tr2.view(cols, 1).records)
             for out, tile in ((nngp, m.nngp), (ntk, m.ntk)):
                 if out is None:
@@ -128,7 +134,8 @@ def _size(n: int) -> str:
     return f"{n} bytes"
 
 
-def _self(plan: SpatialPlan, x: Tensor, chunk: int) -> tuple[Moments, list, Trace]:
+def _self(plan: SpatialPlan, x: Tensor, chunk: int, cache: SeriesCache, tag: int
+          ) -> tuple[Moments, list, Trace]:
     """The self pass in chunks of inputs: the head's records and the tail's trace. Each chunk's
     records are copied into tensors for all inputs allocated once, after the first chunk, so
     that no small tensor outlives the chunk that made it (interleaved with the chunks' large
@@ -137,7 +144,7 @@ def _self(plan: SpatialPlan, x: Tensor, chunk: int) -> tuple[Moments, list, Trac
     n = x.shape[0]
     records, flat = None, None
     for i in range(0, n, chunk):
-        m, recs = plan.self_pass(x[i:i + chunk])
+        m, recs = plan.self_pass(x[i:i + chunk], cache, (tag, i))
         if records is None:
             records = [(r.new_empty((n, *r.shape[1:])), nd) for r, nd in recs]
             flat, width = [m.nngp.new_empty(n) for _ in range(2)], m.width

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 import torch
 
 from ..activations.gated import Gated
+from ..activations.series import SeriesCache, TileSeries, supports_series
 from ..numerics.moments import corr_angle
 from .layers import Moments, Nonlinearity
 from .shifts import rows_view, self_view, spatial_diagonal, with_diagonal
@@ -38,6 +39,9 @@ Tensor = torch.Tensor
 LIVE_TENSORS = 14
 #: the entries of one slab of an activation's map (``_blocked_map``): 512 KB per tensor
 BLOCK_ENTRIES = 1 << 16
+#: the same for the Hermite series of activations without a closed form, whose hundreds of
+#: passes an entry gain from fewer, larger slabs
+SERIES_BLOCK = 1 << 17
 #: the default budget of one tile's work, in bytes
 TILE_BYTES = 1 << 30
 
@@ -83,6 +87,10 @@ class _Pass:
     cols: slice | None = None
     other: list | None = None
     at: int = 0
+    cache: SeriesCache | None = None
+    #: the series cache's names of the inputs: (input set, first input) of this pass's rows
+    #: and columns (the self pass: its one block)
+    tags: tuple = ((0, 0), (0, 0))
 
     @property
     def pairs(self) -> bool:
@@ -96,6 +104,24 @@ class _Pass:
         self.at += 1
         full = self.full and nd > 0
         return rows_view(qa[self.rows], nd, full, 0), rows_view(qb[self.cols], nd, full, 1)
+
+    def series(self, act, q1: Tensor, q2: Tensor) -> TileSeries:
+        """The Hermite series of an activation whose input variances q1, q2 are the views of
+        the last record: its sides cached by input block and layer (the self pass's block is
+        both sides, and a later tile's row or column)."""
+        if not self.pairs:
+            at = len(self.records) - 1
+            (tag, start), _ = self.tags
+            key = (tag, at, start, start + q1.shape[0])
+            cache = self.cache if self.cache is not None else SeriesCache(1 << 62)
+            return TileSeries(act, q1, q2, cache, (key, key))
+        if self.cache is None:
+            return TileSeries(act, q1, q2)
+        at = self.at - 1
+        (ta, ra), (tb, rb) = self.tags
+        i, j = ra + self.rows.start, rb + self.cols.start
+        keys = ((ta, at, i, i + q1.shape[0]), (tb, at, j, j + q2.shape[1]))
+        return TileSeries(act, q1, q2, self.cache, keys)
 
 
 class SpatialPlan:
@@ -120,6 +146,9 @@ class SpatialPlan:
         _check_head(self.head, "top")
         self.tail = tail_network(tail)
         self.full = any(getattr(layer, "reads_pairs", False) for layer in _walk(self.head))
+        #: whether an activation of the head uses its Hermite series (and a cache of them)
+        self.series = any(isinstance(layer, Nonlinearity) and supports_series(layer.act)
+                          for layer in _walk(self.head))
         dims = {layer.ndim for layer in _walk(self.head) if layer.spatial and layer.ndim}
         if len(dims) > 1:
             raise ValueError("the network mixes 1-D and 2-D spatial layers")
@@ -142,9 +171,11 @@ class SpatialPlan:
         return 8 * LIVE_TENSORS * self.pair_entries(shape)
 
     # ---- the passes ------------------------------------------------------------------------------
-    def self_pass(self, x: Tensor) -> tuple[Moments, list]:
+    def self_pass(self, x: Tensor, cache: SeriesCache | None = None, tag: tuple = (0, 0)
+                  ) -> tuple[Moments, list]:
         """Each input (m, C, *S) with itself: the flat moments after the head (diagonal mode)
-        and the records of the head's layers."""
+        and the records of the head's layers. ``cache`` keeps the Hermite coefficients for
+        the pairs pass, under ``tag`` (input set, index of x[0] in it)."""
         nd = x.ndim - 2
         c = x.shape[1]
         flat = x.reshape(x.shape[0], c, -1)
@@ -157,13 +188,16 @@ class SpatialPlan:
         else:
             q = (x * x).sum(1) / c
             m = Moments(q, torch.zeros_like(q), q, q, c)
-        state = _Pass(self.full, [])
+        state = _Pass(self.full, [], cache=cache, tags=(tag, tag))
         m, _ = _forward(self.head, m, tuple(x.shape[2:]), state)
         return m, state.records
 
     def pairs_pass(self, xa: Tensor, xb: Tensor, rec_a: list, rec_b: list, rows: slice,
-                   cols: slice) -> Moments:
-        """The tile of pairs (xa[i], xb[j]): the flat moments after the head, (a, b) each."""
+                   cols: slice, cache: SeriesCache | None = None, tags: tuple = (0, 0)
+                   ) -> Moments:
+        """The tile of pairs (xa[i], xb[j]): the flat moments after the head, (a, b) each;
+        ``cache`` keeps the Hermite coefficients of input blocks between tiles, named by
+        ``tags`` (the input sets of the rows and columns)."""
         c = xa.shape[1]
         fa, fb = xa.reshape(xa.shape[0], c, -1), xb.reshape(xb.shape[0], c, -1)
         spatial = tuple(xa.shape[2:])
@@ -178,7 +212,8 @@ class SpatialPlan:
         # variances come from the records
         unread = cov.new_full((), math.nan)
         m = Moments(cov, torch.zeros_like(cov), unread, unread, c, unread)
-        state = _Pass(self.full, rec_a, rows, cols, rec_b)
+        state = _Pass(self.full, rec_a, rows, cols, rec_b, cache=cache,
+                      tags=((tags[0], 0), (tags[1], 0)))
         m, _ = _forward(self.head, m, spatial, state)
         return m
 
@@ -253,7 +288,7 @@ def _elementwise(layer, m: Moments, nd: int, state: _Pass) -> Moments:
     exactly the variances."""
     if state.pairs:
         q1, q2 = state.next_views()
-        out = _blocked_map(layer, m)
+        out = _blocked_map(layer, m, state)
         return Moments(out.nngp, out.ntk, q1, q2, out.width)
     full = state.full and nd > 0
     if not full:
@@ -261,33 +296,89 @@ def _elementwise(layer, m: Moments, nd: int, state: _Pass) -> Moments:
         state.record(out.nngp, nd)
         return out
     q, t = spatial_diagonal(m.nngp, nd), spatial_diagonal(m.ntk, nd)
-    diag = layer.apply(Moments(q, t, q, q, m.width))
+    if isinstance(layer, Nonlinearity) and supports_series(layer.act):
+        out, diag = _symmetric_map(layer, m, state, nd, q, t)
+    else:  # (closed forms: a dozen passes an entry; slicing the triangle costs more)
+        diag = layer.apply(Moments(q, t, q, q, m.width))
+        out = _blocked_map(layer, m, state)
     qo = diag.nngp
-    out = _blocked_map(layer, m)
     state.record(qo, nd)
     return Moments(with_diagonal(out.nngp, qo, nd), with_diagonal(out.ntk, diag.ntk, nd),
                    out.q1, out.q2, out.width, out.theta)
 
 
-def _blocked_map(layer, m: Moments) -> Moments:
+def _blocked_map(layer, m: Moments, state: _Pass) -> Moments:
     """``layer.covariance_map`` in slabs of about ``BLOCK_ENTRIES`` entries: the dozen
     elementwise passes of an activation's map then run in the processor's cache (a pair of
-    32 x 32 images has 2^20 entries, 8 MB per tensor; 2-3x faster in slabs)."""
+    32 x 32 images has 2^20 entries, 8 MB per tensor; 2-3x faster in slabs). A smooth
+    activation without a closed form uses its Hermite series (``activations.series``), whose
+    per-position coefficients are computed once for the whole tile."""
     shape = m.nngp.shape
-    if m.nngp.numel() <= 2 * BLOCK_ENTRIES:
-        return layer.covariance_map(m)
-    a = next(i for i in range(len(shape)) if math.prod(shape[i + 1:]) <= BLOCK_ENTRIES)
-    step = max(1, BLOCK_ENTRIES // math.prod(shape[a + 1:]))
+    series = (state.series(layer.act, m.q1, m.q2) if isinstance(layer, Nonlinearity)
+              and supports_series(layer.act) else None)
+    block = BLOCK_ENTRIES if series is None else SERIES_BLOCK
+    if m.nngp.numel() <= 2 * block:
+        return _slab_map(layer, m, series, None)
+    a = next(i for i in range(len(shape)) if math.prod(shape[i + 1:]) <= block)
+    step = max(1, block // math.prod(shape[a + 1:]))
     nngp = torch.empty(shape, dtype=m.nngp.dtype, device=m.nngp.device)
     ntk = torch.empty_like(nngp)
     for lead in itertools.product(*(range(n) for n in shape[:a])):
         for start in range(0, shape[a], step):
             index = (*lead, slice(start, start + step))
             sub = Moments(*(_slab(t, index) for t in (m.nngp, m.ntk, m.q1, m.q2)), m.width)
-            out = layer.covariance_map(sub)
+            out = _slab_map(layer, sub, series, index)
             nngp[index] = out.nngp
             ntk[index] = out.ntk
     return Moments(nngp, ntk, m.q1, m.q2, m.width)
+
+
+def _symmetric_map(layer, m: Moments, state: _Pass, nd: int, q: Tensor, t: Tensor
+                   ) -> tuple[Moments, Moments]:
+    """``_blocked_map`` of each input with itself (full layout) by the Hermite series, and
+    the diagonal map at its variances q (NTK t). The covariance of the P positions is
+    symmetric, so only the slabs of rows [r0, r1) and columns [r0, P) are computed and the
+    lower triangle is the upper one mirrored; the diagonal map is the series at rho = 1
+    (sum of squared coefficients, within TOLERANCE of E[phi^2] where every position is
+    resolved; the 1-D quadrature otherwise)."""
+    shape = m.nngp.shape
+    n, p = shape[0], math.prod(shape[1:1 + nd])
+    c, theta = m.nngp.reshape(n, p, p), m.ntk.reshape(n, p, p)
+    q1, q2 = m.q1.reshape(n, p, 1), m.q2.reshape(n, 1, p)
+    series = state.series(layer.act, q1, q2)
+    if series.resolved:
+        side = series.sides[0]
+        K, Kdot = ((v * v).sum(0).reshape(q.shape) for v in (side.a, side.d))
+        diag = Moments(K, Kdot * t, K, K, m.width)
+    else:
+        diag = layer.apply(Moments(q, t, q, q, m.width))
+    nngp, ntk = torch.empty_like(c), torch.empty_like(c)
+    for i in range(n):
+        r0 = 0
+        while r0 < p:  # slabs of about SERIES_BLOCK entries, taller as the rows shorten
+            r1 = min(p, r0 + max(1, SERIES_BLOCK // (p - r0)))
+            index = (slice(i, i + 1), slice(r0, r1), slice(r0, p))
+            sub = Moments(c[index], theta[index], q1[index[:2]], q2[i:i + 1, :, r0:], m.width)
+            out = _slab_map(layer, sub, series, index)
+            nngp[index], ntk[index] = out.nngp, out.ntk
+            r0 = r1
+    nngp, ntk = (x.triu() + x.triu(1).transpose(1, 2) for x in (nngp, ntk))
+    return Moments(nngp.reshape(shape), ntk.reshape(shape), m.q1, m.q2, m.width), diag
+
+
+def _slab_map(layer, m: Moments, series, index) -> Moments:
+    """One slab (``index`` of the tile): the series where it bounds its truncation, the
+    layer's own map (the quadrature) at the entries it cannot."""
+    out = None if series is None else series.kernel(m.nngp, index)
+    if out is None:
+        return layer.covariance_map(m)
+    K, Kdot, uncertain = out
+    if uncertain is not None and bool(uncertain.any()):
+        q1, q2 = (q.expand(K.shape)[uncertain] for q in (m.q1, m.q2))
+        exact = layer.covariance_map(Moments(m.nngp.expand(K.shape)[uncertain],
+                                             torch.ones_like(q1), q1, q2, m.width))
+        K[uncertain], Kdot[uncertain] = exact.nngp, exact.ntk
+    return Moments(K, Kdot.mul_(m.ntk), m.q1, m.q2, m.width)
 
 
 def _slab(t: Tensor, index: tuple) -> Tensor:

@@ -1,0 +1,242 @@
+"""The kernel maps of a smooth activation without a closed form as Hermite series, for tiles
+of pairs whose variances differ from position to position (spatial networks).
+
+K = sum_k a_k(q1) a_k(q2) rho^k and Kdot = sum_k d_k(q1) d_k(q2) rho^k, a_k and d_k the
+Hermite coefficients of phi(sqrt(q) z) and phi'(sqrt(q) z) (``numerics.hermite``). A
+``Series`` holds them for the variances of one side of a tile, computed once per position at
+the smallest degree of ``DEGREES`` after which every position's tail energy is below
+``TOLERANCE`` of its total (the function is then resolved, and the Gauss-Hermite rule, which
+resolves it to about 7 times that degree, gives the coefficients to rounding). Positions that
+even the last degree does not resolve (a steep unit at a large variance) are left to the
+quadrature. ``TileSeries.kernel`` evaluates a slab with the fewest terms whose truncation
+bound, |rho|^(k+1) t1(k) t2(k) relative to sqrt(E[phi(u)^2] E[phi(v)^2]), is below
+``TOLERANCE`` at the slab's largest |rho|: pairs of different inputs, whose |rho| is well
+below 1, need a fraction of the terms.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+
+from ..numerics import hermite
+
+Tensor = torch.Tensor
+
+#: the truncation bound, relative to sqrt(E[phi(u)^2] E[phi(v)^2]) (resp. phi'), accepted
+TOLERANCE = 1e-12
+#: entries with |rho| above this get the terms beyond those |rho| = SPLIT needs separately
+SPLIT = 0.5
+#: the degrees tried for a side's coefficients, until its tails are below ``RESOLVED``
+DEGREES = (32, 64, 128, 256, 512)
+#: tails after which every correlation, rho = +-1 included, is within ``TOLERANCE``
+RESOLVED = TOLERANCE ** 0.5
+#: a position whose tail after the last degree is above this is left to the quadrature: the
+#: rule's aliasing, about the tail at 7 times the degree, would exceed ``TOLERANCE``
+ACCURATE = 1e-5
+
+
+def supports_series(act) -> bool:
+    """Whether the series applies: no closed form (which is faster) and phi smooth (no kink,
+    jump or singular point, where the coefficients decay too slowly)."""
+    return (act.closed_form is None and not act.kinks and not act.jumps
+            and not getattr(act, "singular", ()))
+
+
+@dataclass(frozen=True)
+class Series:
+    """The coefficients of one side of a tile: a, d (degree + 1, *shape) of phi and phi', the
+    inverse standard deviations (*shape; 0 where q = 0, whose rho is taken as 0), and the
+    square roots of the tail fractions after each degree, ta and td (degree + 1, *shape)."""
+
+    a: Tensor
+    d: Tensor
+    inv_sqrt: Tensor
+    ta: Tensor
+    td: Tensor
+
+    @property
+    def degree(self) -> int:
+        return self.a.shape[0] - 1
+
+    @classmethod
+    def build(cls, act, q: Tensor, degree: int | None = None) -> Series:
+        """The coefficients at the variances q (any shape), up to ``degree`` or else the
+        first of ``DEGREES`` that resolves every position (module docstring)."""
+        flat = q.reshape(-1)
+        deg = DEGREES[0] if degree is None else degree
+        while True:
+            out = []
+            for f in (act, act.derivative):
+                coef, tail = hermite.coefficients(f, flat, deg)
+                out += [coef, tail.sqrt_()]
+            worst = torch.maximum(out[1], out[3]).max(dim=0).values
+            if degree is not None or float(worst[-1]) <= RESOLVED or deg == DEGREES[-1]:
+                break
+            deg = _next_degree(worst, deg)
+        shape = (deg + 1, *q.shape)
+        out = [t.T.contiguous().reshape(shape) for t in out]
+        inv = torch.where(q > 0, q.clamp(min=torch.finfo(q.dtype).tiny).rsqrt(),
+                          torch.zeros_like(q))
+        return cls(out[0], out[2], inv, out[1], out[3])
+
+    @property
+    def resolution(self) -> int:
+        """The first degree of ``DEGREES`` (up to this one's) that resolves every position."""
+        for d in DEGREES:
+            if d < self.degree and max(float(self.ta[d].max()), float(self.td[d].max())) \
+                    <= RESOLVED:
+                return d
+        return self.degree
+
+    def truncated(self, degree: int) -> Series:
+        """The coefficients up to ``degree`` (<= this one's)."""
+        return Series(self.a[:degree + 1], self.d[:degree + 1], self.inv_sqrt,
+                      self.ta[:degree + 1], self.td[:degree + 1])
+
+    def unresolved(self) -> Tensor:
+        """The positions whose tail after the last degree is above ``ACCURATE``."""
+        return (self.ta[-1] > ACCURATE) | (self.td[-1] > ACCURATE)
+
+    def viewed(self, shape: tuple) -> Series:
+        """The same coefficients for variances reshaped to ``shape`` (same order)."""
+        lead = self.degree + 1
+        return Series(*(t.reshape(lead, *shape) for t in (self.a, self.d)),
+                      self.inv_sqrt.reshape(shape),
+                      *(t.reshape(lead, *shape) for t in (self.ta, self.td)))
+
+    @property
+    def nbytes(self) -> int:
+        return sum(t.numel() * t.element_size()
+                   for t in (self.a, self.d, self.inv_sqrt, self.ta, self.td))
+
+    def take(self, index: tuple) -> Series:
+        """The coefficients of a slab ``index`` of the broadcast tile (size-1 axes kept)."""
+        return Series(_slab(self.a, index, 1), _slab(self.d, index, 1),
+                      _slab(self.inv_sqrt, index, 0), _slab(self.ta, index, 1),
+                      _slab(self.td, index, 1))
+
+    def worst(self, skip: Tensor | None) -> tuple[Tensor, Tensor]:
+        """The largest tail fractions' roots over the positions (but ``skip``), after each
+        degree."""
+        lead = self.degree + 1
+        return tuple((t if skip is None else t.masked_fill(skip, 0.0)).reshape(lead, -1)
+                     .max(dim=1).values for t in (self.ta, self.td))
+
+
+class SeriesCache:
+    """Sides' coefficients kept between the tiles of one kernel (an input block meets every
+    other block), the oldest dropped beyond ``limit`` bytes."""
+
+    def __init__(self, limit: int):
+        self.limit, self.used, self.store = limit, 0, {}
+
+    def get(self, key, degree: int) -> Series | None:
+        s = self.store.get(key)
+        return s if s is not None and s.degree >= degree else None
+
+    def put(self, key, s: Series) -> None:
+        old = self.store.pop(key, None)
+        self.used -= 0 if old is None else old.nbytes
+        while self.store and self.used + s.nbytes > self.limit:
+            self.used -= self.store.pop(next(iter(self.store))).nbytes
+        if s.nbytes <= self.limit:
+            self.store[key] = s
+            self.used += s.nbytes
+
+
+class TileSeries:
+    """The series of both sides of a tile (variances q1, q2 broadcasting against its
+    covariances), at one degree. With a ``cache`` and the sides' ``keys`` (an input block
+    and a layer each), a side built for an earlier tile is reused."""
+
+    def __init__(self, act, q1: Tensor, q2: Tensor, cache: SeriesCache | None = None,
+                 keys: tuple | None = None):
+        self.act, self.q = act, (q1, q2)
+        self.cache, self.keys = cache, keys
+        sides = [self._side(i, None) for i in range(2)]
+        top = max(s.resolution for s in sides)  # (a cached side may have more terms)
+        sides = [self._side(i, top) if s.degree < top else s for i, s in enumerate(sides)]
+        self.sides = tuple(s.truncated(top) if s.degree > top else s for s in sides)
+        self.unresolved = tuple(s.unresolved() for s in self.sides)
+        self.resolved = not any(bool(u.any()) for u in self.unresolved)
+
+    def _side(self, i: int, degree: int | None) -> Series:
+        """Side i's coefficients: from the cache where it has them (to at least ``degree``),
+        else built (at ``degree``, or at the resolution) and cached."""
+        q = self.q[i]
+        if self.cache is None:
+            return Series.build(self.act, q, degree)
+        key = (*self.keys[i], q.numel())  # (rows and columns of one block share it)
+        s = self.cache.get(key, degree or 0)
+        if s is None:
+            s = Series.build(self.act, q, degree)
+            self.cache.put(key, s)
+        return s if s.a.shape[1:] == q.shape else s.viewed(q.shape)
+
+    def kernel(self, c: Tensor, index: tuple | None = None
+               ) -> tuple[Tensor, Tensor, Tensor | None] | None:
+        """(K, Kdot, uncertain) at the covariances c of the slab ``index`` of the tile (None:
+        all of it): ``uncertain`` None, or a mask of the entries the series cannot bound
+        (a position not resolved to ``ACCURATE``; rho near +-1 where the tails after the last
+        degree exceed ``RESOLVED``), for the caller to compute otherwise. None where c is not
+        a covariance (NaN, |rho| > 1)."""
+        s1, s2 = (s if index is None else s.take(index) for s in self.sides)
+        rho = c * s1.inv_sqrt * s2.inv_sqrt
+        r = float(rho.abs().max()) if rho.numel() else 0.0
+        if not r <= 1.0 + 1e-12:  # (NaN too) not a covariance: the checked path says why
+            return None
+        skip = None if self.resolved else tuple(
+            u if index is None else _slab(u, index, 0) for u in self.unresolved)
+        (ta1, td1), (ta2, td2) = (s.worst(None if skip is None else u)
+                                  for s, u in zip((s1, s2), skip or (None, None), strict=True))
+        ka, kd = _degree(ta1 * ta2, r), _degree(td1 * td2, r)
+        uncertain = None
+        if skip is not None and bool(skip[0].any() or skip[1].any()):
+            uncertain = (skip[0] | skip[1]).expand(rho.shape)
+        if ka is None or kd is None:  # rho near +-1 at a position resolved only to ACCURATE
+            ka = kd = s1.degree
+            power = rho.abs().pow_(ka + 1)
+            beyond = ((power * (s1.ta[-1] * s2.ta[-1]) > TOLERANCE)
+                      | (power * (s1.td[-1] * s2.td[-1]) > TOLERANCE))
+            uncertain = beyond if uncertain is None else uncertain | beyond
+        low = SPLIT if r > SPLIT else None
+        la, ld = (None, None) if low is None else (_degree(ta1 * ta2, low),
+                                                   _degree(td1 * td2, low))
+        return (hermite.horner(s1.a, s2.a, rho, ka, la, SPLIT),
+                hermite.horner(s1.d, s2.d, rho, kd, ld, SPLIT), uncertain)
+
+
+def _next_degree(worst: Tensor, degree: int) -> int:
+    """The degree of ``DEGREES`` to try after ``degree``, whose largest tails are ``worst``:
+    the one that the decay of the tails, log t ~ a - b sqrt(k) over the second half of the
+    degrees (smooth units: a strip of analyticity), predicts to be enough (at least the
+    next)."""
+    k = torch.arange(degree // 2, degree + 1, dtype=worst.dtype)
+    logs = worst[degree // 2:].clamp(min=1e-300).log()
+    roots = k.sqrt()
+    slope = float(((roots - roots.mean()) * (logs - logs.mean())).sum()
+                  / ((roots - roots.mean()) ** 2).sum())
+    later = [d for d in DEGREES if d > degree]
+    if not slope < 0:
+        return later[0]
+    need = (math.log(RESOLVED) - float(logs[-1])) / slope + math.sqrt(degree)
+    return next((d for d in later if math.sqrt(d) >= 1.1 * need), later[-1])
+
+
+def _degree(tails: Tensor, r: float) -> int | None:
+    """The smallest k with r^(k+1) tails[k] <= TOLERANCE, or None."""
+    k = torch.arange(tails.shape[0], dtype=tails.dtype, device=tails.device)
+    bound = tails * (r ** (k + 1)) if r > 0 else torch.zeros_like(tails)
+    ok = (bound <= TOLERANCE).nonzero()
+    return int(ok[0]) if ok.numel() else None
+
+
+def _slab(t: Tensor, index: tuple, lead: int) -> Tensor:
+    """t[index] on the axes (after ``lead`` leading ones) where t is not broadcast."""
+    if t.ndim == lead:
+        return t
+    return t[(slice(None),) * lead + tuple(
+        i if t.shape[lead + k] > 1 else slice(None) for k, i in enumerate(index))]

@@ -1,0 +1,118 @@
+"""Hermite coefficients of f(sqrt(q) z) at many variances q, and the bivariate Gaussian
+expectations they give as power series in the correlation (Mehler's formula).
+
+For (u, v) ~ N(0, [[q1, c], [c, q2]]) and rho = c / sqrt(q1 q2),
+
+    E[f(u) g(v)] = sum_k a_k(q1) b_k(q2) rho^k,   a_k(q) = E[f(sqrt(q) z) h_k(z)],
+
+h_k the orthonormal (probabilists') Hermite polynomials. The coefficients depend on one
+variance each, so a tile of pairs of positions needs them once per position and then costs a
+Horner step per term and entry. The truncation after degree K errs by at most
+sqrt(T_f(q1) T_g(q2)) for every |rho| <= 1 (Cauchy-Schwarz), T(q) = E[f(sqrt(q) z)^2] -
+sum_{k <= K} a_k(q)^2 the energy of the tail, and by |rho|^(K+1) times that below |rho| = 1
+(docs/theory/numerical-duals.md#hermite-series).
+
+The coefficients come from a Gauss-Hermite rule of ``nodes_for(K)`` nodes, which integrates
+f(sqrt(q) z) h_k(z) for k <= K as exactly as it resolves f up to degree ~7K: where the tail
+energy at K is below 1e-13 of the total (what the series asks), the aliased energy there is
+smaller still for the smooth functions this is used for.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from collections.abc import Callable
+
+import numpy as np
+import scipy.special
+import torch
+
+Tensor = torch.Tensor
+
+
+def nodes_for(degree: int) -> int:
+    """The Gauss-Hermite nodes used for coefficients up to ``degree``."""
+    return 4 * degree + 16
+
+
+@functools.lru_cache(maxsize=16)
+def _rule(degree: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Nodes z_m, weights w_m (summing to 1) of the standard normal, and the matrix
+    (degree + 1, M) of w_m h_k(z_m)."""
+    m = nodes_for(degree)
+    z, w = scipy.special.roots_hermitenorm(m)
+    w = w / w.sum()
+    root = np.sqrt(w)
+    g = np.empty((degree + 1, m))  # sqrt(w_m) h_k(z_m): bounded (an orthogonal matrix's rows)
+    g[0] = root
+    if degree:
+        g[1] = z * root
+    for k in range(1, degree):
+        g[k + 1] = (z * g[k] - math.sqrt(k) * g[k - 1]) / math.sqrt(k + 1)
+    return z, w, g * root
+
+
+def _rule_tensors(degree: int, dtype, device) -> tuple[Tensor, Tensor, Tensor]:
+    return tuple(torch.as_tensor(a, dtype=dtype, device=device) for a in _rule(degree))
+
+
+def coefficients(f: Callable[[Tensor], Tensor], q: Tensor, degree: int
+                 ) -> tuple[Tensor, Tensor]:
+    """Hermite coefficients of f(sqrt(q) z) for the variances q (N,): (a (N, degree + 1),
+    tail (N, degree + 1)), tail[:, k] = E[f^2] - sum_{j <= k} a_j^2 (>= 0) as a fraction of
+    E[f(sqrt(q) z)^2] (0 where that is 0)."""
+    z, w, basis = _rule_tensors(degree, q.dtype, q.device)
+    values = f(q.clamp(min=0).sqrt()[:, None] * z[None, :])  # (N, M)
+    a = values @ basis.T
+    energy = (values * values) @ w
+    tail = (energy[:, None] - torch.cumsum(a * a, dim=1)).clamp_(min=0)
+    safe = torch.where(energy > 0, energy, torch.ones_like(energy))
+    return a, torch.where(energy[:, None] > 0, tail / safe[:, None], torch.zeros_like(tail))
+
+
+def horner(a: Tensor, b: Tensor, rho: Tensor, degree: int, low: int | None = None,
+           split: float = 1.0) -> Tensor:
+    """sum_{k <= degree} a[k] b[k] rho^k, a and b (K + 1, ...) broadcasting against rho.
+
+    Where a varies along leading axes of rho and b along trailing ones (a tile of pairs of
+    positions), the sum runs on the (rows, columns) matrix: broadcasting a column against a
+    row is several times faster than along scattered axes. There, with ``low``, all entries
+    get the terms up to ``low`` and only those with |rho| > ``split`` the terms beyond (as
+    vectors of those entries): most pairs of positions are far less correlated than the
+    most correlated few, which alone need the high degree."""
+    shape = rho.shape
+    a, b, rho = _as_matrix(a[:degree + 1], b[:degree + 1], rho)
+    if low is None or low >= degree or rho.ndim != 2:
+        low = degree
+    acc = a[low] * b[low]
+    acc = acc.expand(rho.shape).clone() if acc.shape != rho.shape else acc
+    for k in range(low - 1, -1, -1):
+        acc.mul_(rho).addcmul_(a[k], b[k])
+    if low < degree:
+        i, j = (rho.abs() > split).nonzero(as_tuple=True)
+        if i.numel():
+            x = rho[i, j]
+            rows, cols = a[low + 1:, i, 0], b[low + 1:, 0, j]
+            extra = rows[-1] * cols[-1]
+            for k in range(degree - low - 2, -1, -1):
+                extra.mul_(x).addcmul_(rows[k], cols[k])
+            acc[i, j] += extra * x.pow(low + 1)
+    return acc.reshape(shape)
+
+
+def _as_matrix(a: Tensor, b: Tensor, rho: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """(a (K+1, R, 1), b (K+1, 1, C), rho (R, C)) where the axes along which a varies all
+    precede those along which b varies; the arguments unchanged otherwise."""
+    dims = rho.shape
+    if a.ndim != rho.ndim + 1 or b.ndim != rho.ndim + 1:
+        return a, b, rho
+    rows = [i for i, n in enumerate(dims) if n > 1 and a.shape[i + 1] > 1]
+    cols = [i for i, n in enumerate(dims) if n > 1 and b.shape[i + 1] > 1]
+    if any(i in cols for i in rows) or (rows and cols and max(rows) > min(cols)) \
+            or any(n > 1 and i not in rows + cols for i, n in enumerate(dims)):
+        return a, b, rho
+    r = math.prod(dims[i] for i in rows)
+    c = math.prod(dims[i] for i in cols)
+    return (a.reshape(a.shape[0], r, 1), b.reshape(b.shape[0], 1, c),
+            rho.reshape(r, c))
