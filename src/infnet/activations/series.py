@@ -16,6 +16,7 @@ below 1, need a fraction of the terms.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 
@@ -48,14 +49,18 @@ def supports_series(act) -> bool:
 @dataclass(frozen=True)
 class Series:
     """The coefficients of one side of a tile: a, d (degree + 1, *shape) of phi and phi', the
-    inverse standard deviations (*shape; 0 where q = 0, whose rho is taken as 0), and the
-    square roots of the tail fractions after each degree, ta and td (degree + 1, *shape)."""
+    inverse standard deviations (*shape; 0 where q = 0, whose rho is taken as 0), the square
+    roots of the largest tail fractions after each degree over the positions resolved to
+    ``ACCURATE``, wa and wd (degree + 1,), and those of each position after the degree
+    built, pa and pd (*shape; stale once truncated, which only a resolved side is)."""
 
     a: Tensor
     d: Tensor
     inv_sqrt: Tensor
-    ta: Tensor
-    td: Tensor
+    wa: Tensor
+    wd: Tensor
+    pa: Tensor
+    pd: Tensor
 
     @property
     def degree(self) -> int:
@@ -68,62 +73,63 @@ class Series:
         flat = q.reshape(-1)
         deg = DEGREES[0] if degree is None else degree
         while True:
-            out = []
+            coef, tails = [], []
             for f in (act, act.derivative):
-                coef, tail = hermite.coefficients(f, flat, deg)
-                out += [coef, tail.sqrt_()]
-            worst = torch.maximum(out[1], out[3]).max(dim=0).values
-            if degree is not None or float(worst[-1]) <= RESOLVED or deg == DEGREES[-1]:
+                c, t = hermite.coefficients(f, flat, deg)
+                coef.append(c)
+                tails.append(t.sqrt_())
+            tail = torch.maximum(*tails)
+            if degree is not None or float(tail[:, -1].max()) <= RESOLVED \
+                    or deg == DEGREES[-1]:
                 break
-            deg = _next_degree(worst, deg)
+            deg = _next_degree(tail.max(dim=0).values, deg)
         shape = (deg + 1, *q.shape)
-        out = [t.T.contiguous().reshape(shape) for t in out]
+        a, d = (c.T.contiguous().reshape(shape) for c in coef)
+        good = (tail[:, -1] <= ACCURATE)[:, None]
+        wa, wd = (t.where(good, torch.zeros_like(t)).max(dim=0).values for t in tails)
         inv = torch.where(q > 0, q.clamp(min=torch.finfo(q.dtype).tiny).rsqrt(),
                           torch.zeros_like(q))
-        return cls(out[0], out[2], inv, out[1], out[3])
+        return cls(a, d, inv, wa, wd, tails[0][:, -1].reshape(q.shape),
+                   tails[1][:, -1].reshape(q.shape))
 
     @property
     def resolution(self) -> int:
         """The first degree of ``DEGREES`` (up to this one's) that resolves every position."""
+        if bool(self.unresolved().any()):
+            return self.degree
         for d in DEGREES:
-            if d < self.degree and max(float(self.ta[d].max()), float(self.td[d].max())) \
-                    <= RESOLVED:
+            if d < self.degree and max(float(self.wa[d]), float(self.wd[d])) <= RESOLVED:
                 return d
         return self.degree
 
     def truncated(self, degree: int) -> Series:
         """The coefficients up to ``degree`` (<= this one's)."""
-        return Series(self.a[:degree + 1], self.d[:degree + 1], self.inv_sqrt,
-                      self.ta[:degree + 1], self.td[:degree + 1])
+        return dataclasses.replace(self, a=self.a[:degree + 1], d=self.d[:degree + 1],
+                                   wa=self.wa[:degree + 1], wd=self.wd[:degree + 1])
 
     def unresolved(self) -> Tensor:
-        """The positions whose tail after the last degree is above ``ACCURATE``."""
-        return (self.ta[-1] > ACCURATE) | (self.td[-1] > ACCURATE)
+        """The positions whose tail after the degree built is above ``ACCURATE``."""
+        return (self.pa > ACCURATE) | (self.pd > ACCURATE)
 
     def viewed(self, shape: tuple) -> Series:
         """The same coefficients for variances reshaped to ``shape`` (same order)."""
         lead = self.degree + 1
-        return Series(*(t.reshape(lead, *shape) for t in (self.a, self.d)),
-                      self.inv_sqrt.reshape(shape),
-                      *(t.reshape(lead, *shape) for t in (self.ta, self.td)))
+        return dataclasses.replace(
+            self, a=self.a.reshape(lead, *shape), d=self.d.reshape(lead, *shape),
+            inv_sqrt=self.inv_sqrt.reshape(shape), pa=self.pa.reshape(shape),
+            pd=self.pd.reshape(shape))
 
     @property
     def nbytes(self) -> int:
         return sum(t.numel() * t.element_size()
-                   for t in (self.a, self.d, self.inv_sqrt, self.ta, self.td))
+                   for t in (self.a, self.d, self.inv_sqrt, self.pa, self.pd))
 
     def take(self, index: tuple) -> Series:
         """The coefficients of a slab ``index`` of the broadcast tile (size-1 axes kept)."""
-        return Series(_slab(self.a, index, 1), _slab(self.d, index, 1),
-                      _slab(self.inv_sqrt, index, 0), _slab(self.ta, index, 1),
-                      _slab(self.td, index, 1))
-
-    def worst(self, skip: Tensor | None) -> tuple[Tensor, Tensor]:
-        """The largest tail fractions' roots over the positions (but ``skip``), after each
-        degree."""
-        lead = self.degree + 1
-        return tuple((t if skip is None else t.masked_fill(skip, 0.0)).reshape(lead, -1)
-                     .max(dim=1).values for t in (self.ta, self.td))
+        return dataclasses.replace(
+            self, a=_slab(self.a, index, 1), d=_slab(self.d, index, 1),
+            inv_sqrt=_slab(self.inv_sqrt, index, 0), pa=_slab(self.pa, index, 0),
+            pd=_slab(self.pd, index, 0))
 
 
 class SeriesCache:
@@ -190,8 +196,7 @@ class TileSeries:
             return None
         skip = None if self.resolved else tuple(
             u if index is None else _slab(u, index, 0) for u in self.unresolved)
-        (ta1, td1), (ta2, td2) = (s.worst(None if skip is None else u)
-                                  for s, u in zip((s1, s2), skip or (None, None), strict=True))
+        ta1, td1, ta2, td2 = s1.wa, s1.wd, s2.wa, s2.wd
         ka, kd = _degree(ta1 * ta2, r), _degree(td1 * td2, r)
         uncertain = None
         if skip is not None and bool(skip[0].any() or skip[1].any()):
@@ -199,8 +204,8 @@ class TileSeries:
         if ka is None or kd is None:  # rho near +-1 at a position resolved only to ACCURATE
             ka = kd = s1.degree
             power = rho.abs().pow_(ka + 1)
-            beyond = ((power * (s1.ta[-1] * s2.ta[-1]) > TOLERANCE)
-                      | (power * (s1.td[-1] * s2.td[-1]) > TOLERANCE))
+            beyond = ((power * (s1.pa * s2.pa) > TOLERANCE)
+                      | (power * (s1.pd * s2.pd) > TOLERANCE))
             uncertain = beyond if uncertain is None else uncertain | beyond
         low = SPLIT if r > SPLIT else None
         la, ld = (None, None) if low is None else (_degree(ta1 * ta2, low),
