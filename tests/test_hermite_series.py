@@ -203,3 +203,31 @@ def test_split_horner_gives_the_high_degree_where_rho_is_large():
     assert 0 < int(big.sum()) < rho.numel()
     torch.testing.assert_close(split[big], high[big], rtol=1e-14, atol=1e-15)
     torch.testing.assert_close(split[~big], low[~big], rtol=1e-14, atol=1e-15)
+
+
+def test_a_diverging_expectation_is_not_summed():
+    """phi = exp(x^2 / 3) has E[phi^2] infinite above q = 3/4, where a Gauss-Hermite rule still
+    returns a finite sum: those positions are never resolved, so the network raises the
+    quadrature's KernelOverflowError ("diverges") as it does without the series."""
+    act = infnet.activation(lambda x: torch.exp(x * x / 3), name="expsq")
+    q = torch.tensor([0.1, 1.1], dtype=F64)
+    _, tail = hermite.coefficients(act, q, 32)
+    assert float(tail[0, -1]) < 1e-20 and math.isinf(float(tail[1, 0]))
+    net = cnn(act, 2, readout="gap", w_std=1.2, b_std=0.1)
+    x = torch.randn(2, 2, 4, 4, dtype=F64, generator=torch.Generator().manual_seed(6))
+    with pytest.raises(infnet.KernelOverflowError, match="diverges"):
+        net.kernel(x)
+
+
+def test_a_smooth_user_function_matches_the_quadrature_path(monkeypatch):
+    """A user's smooth function (sin x + x) in a CNN-GAP: the series equals the quadrature."""
+    import infnet.network.spatial as spatial
+
+    act = infnet.activation(lambda x: torch.sin(x) + x, name="sinx")
+    net = cnn(act, 2, readout="gap", w_std=1.2, b_std=0.1)
+    x = torch.randn(3, 2, 5, 5, dtype=F64, generator=torch.Generator().manual_seed(7))
+    k = net.kernel(x)
+    monkeypatch.setattr(spatial, "supports_series", lambda a: False)
+    kx = net.kernel(x)
+    for a, b in ((k.nngp, kx.nngp), (k.ntk, kx.ntk)):
+        assert float((a - b).abs().max()) < 1e-11 * float(b.abs().max())

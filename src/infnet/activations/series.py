@@ -108,8 +108,9 @@ class Series:
                                    wa=self.wa[:degree + 1], wd=self.wd[:degree + 1])
 
     def unresolved(self) -> Tensor:
-        """The positions whose tail after the degree built is above ``ACCURATE``."""
-        return (self.pa > ACCURATE) | (self.pd > ACCURATE)
+        """The positions whose tail after the degree built is above ``ACCURATE`` (or NaN: a
+        function that overflows at the rule's nodes, which the quadrature then judges)."""
+        return ~(self.pa <= ACCURATE) | ~(self.pd <= ACCURATE)
 
     def viewed(self, shape: tuple) -> Series:
         """The same coefficients for variances reshaped to ``shape`` (same order)."""

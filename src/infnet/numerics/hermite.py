@@ -31,6 +31,10 @@ import torch
 Tensor = torch.Tensor
 
 
+#: |z| beyond which the weighted f^2 must be negligible (``coefficients``)
+FAR = 10.0
+
+
 def nodes_for(degree: int) -> int:
     """The Gauss-Hermite nodes used for coefficients up to ``degree``."""
     return 4 * degree + 16
@@ -61,14 +65,20 @@ def coefficients(f: Callable[[Tensor], Tensor], q: Tensor, degree: int
                  ) -> tuple[Tensor, Tensor]:
     """Hermite coefficients of f(sqrt(q) z) for the variances q (N,): (a (N, degree + 1),
     tail (N, degree + 1)), tail[:, k] = E[f^2] - sum_{j <= k} a_j^2 (>= 0) as a fraction of
-    E[f(sqrt(q) z)^2] (0 where that is 0)."""
+    E[f(sqrt(q) z)^2] (0 where that is 0; inf where f^2 has not decayed at |z| = ``FAR``, or
+    overflows: the rule cannot vouch for its sums)."""
     z, w, basis = _rule_tensors(degree, q.dtype, q.device)
     values = f(q.clamp(min=0).sqrt()[:, None] * z[None, :])  # (N, M)
     a = values @ basis.T
     energy = (values * values) @ w
+    # f^2 must have decayed where the Gaussian weight is below 1e-21 (|z| > 10): otherwise
+    # the expectation may diverge, and the rule's finite sum means nothing
+    far = (values[:, z.abs() > FAR] ** 2) @ w[z.abs() > FAR]
     tail = (energy[:, None] - torch.cumsum(a * a, dim=1)).clamp_(min=0)
     safe = torch.where(energy > 0, energy, torch.ones_like(energy))
-    return a, torch.where(energy[:, None] > 0, tail / safe[:, None], torch.zeros_like(tail))
+    tail = torch.where(energy[:, None] > 0, tail / safe[:, None], torch.zeros_like(tail))
+    bad = ~(far <= 1e-15 * energy) | ~torch.isfinite(energy)
+    return a, tail.masked_fill_(bad[:, None], math.inf)
 
 
 def horner(a: Tensor, b: Tensor, rho: Tensor, degree: int, low: int | None = None,
