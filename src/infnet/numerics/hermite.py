@@ -57,7 +57,9 @@ def _rule(degree: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return z, w, g * root
 
 
+@functools.lru_cache(maxsize=16)
 def _rule_tensors(degree: int, dtype, device) -> tuple[Tensor, Tensor, Tensor]:
+    """``_rule`` as tensors on a device (once: 8 MB at degree 512)."""
     return tuple(torch.as_tensor(a, dtype=dtype, device=device) for a in _rule(degree))
 
 
