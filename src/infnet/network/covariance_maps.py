@@ -48,24 +48,28 @@ def blocked_map(layer, m: Moments, series: TileSeries | None) -> Moments:
     return Moments(nngp, ntk, m.q1, m.q2, m.width)
 
 
+def diagonal_map(layer, q: Tensor, t: Tensor, width, series: TileSeries | None) -> Moments:
+    """The map of each position with itself (variances q, NTK t): the series at rho = 1, the
+    sum of the squared coefficients (within ``TOLERANCE`` of E[phi^2] where every position is
+    resolved), else the layer's own diagonal map (1-D quadrature)."""
+    if series is not None and series.resolved:
+        side = series.sides[0]
+        K, Kdot = ((v * v).sum(0).reshape(q.shape) for v in (side.a, side.d))
+        return Moments(K, Kdot * t, K, K, width)
+    return layer.apply(Moments(q, t, q, q, width))
+
+
 def symmetric_map(layer, m: Moments, nd: int, q: Tensor, t: Tensor, series: TileSeries
                   ) -> tuple[Moments, Moments]:
     """``_blocked_map`` of each input with itself (full layout) by the Hermite series, and
     the diagonal map at its variances q (NTK t). The covariance of the P positions is
     symmetric, so only the slabs of rows [r0, r1) and columns [r0, P) are computed and the
-    lower triangle is the upper one mirrored; the diagonal map is the series at rho = 1
-    (sum of squared coefficients, within TOLERANCE of E[phi^2] where every position is
-    resolved; the 1-D quadrature otherwise)."""
+    lower triangle is the upper one mirrored; the diagonal map is ``diagonal_map``."""
     shape = m.nngp.shape
     n, p = shape[0], math.prod(shape[1:1 + nd])
     c, theta = m.nngp.reshape(n, p, p), m.ntk.reshape(n, p, p)
     q1, q2 = m.q1.reshape(n, p, 1), m.q2.reshape(n, 1, p)
-    if series.resolved:
-        side = series.sides[0]
-        K, Kdot = ((v * v).sum(0).reshape(q.shape) for v in (side.a, side.d))
-        diag = Moments(K, Kdot * t, K, K, m.width)
-    else:
-        diag = layer.apply(Moments(q, t, q, q, m.width))
+    diag = diagonal_map(layer, q, t, m.width, series)
     nngp, ntk = torch.empty_like(c), torch.empty_like(c)
     for i in range(n):
         r0 = 0

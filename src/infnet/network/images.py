@@ -14,7 +14,7 @@ import math
 import numpy as np
 import torch
 
-from ..activations.series import SeriesCache
+from ..activations.series import DEGREES, SeriesCache
 from ..core.checks import all_finite
 from .inputs import Kernel, check_finite
 from .layers import Moments
@@ -65,7 +65,19 @@ def peak_memory(plan: SpatialPlan, shape: tuple[int, ...], n1: int, n2: int | No
                        n1 * (n1 if n2 is None else n2)))
     out = (n1 * (n1 if n2 is None else n2) * torch.finfo(dtype).bits // 8
            * (2 if get == "both" else 1))
-    return out + pairs * per_pair + min(SERIES_CACHE_BYTES, memory // 2) * plan.series
+    return out + pairs * per_pair + _series_bytes(plan, tuple(shape), pairs, memory)
+
+
+def _series_bytes(plan: SpatialPlan, shape: tuple[int, ...], pairs: int, memory: int) -> int:
+    """The Hermite coefficients of a network with an activation without a closed form: the
+    sides of one tile (the self pass's chunk, in the full layout) at the highest degree, and
+    the cache between tiles."""
+    if not plan.series:
+        return 0
+    positions = max(math.prod(s) for s in plan.shapes(shape))
+    images = max(2 * max(1, math.isqrt(pairs)), pairs if plan.full else 0)
+    return (16 * (DEGREES[-1] + 1) * positions * images
+            + min(SERIES_CACHE_BYTES, memory // 2))
 
 
 def spatial_kernel(plan: SpatialPlan, x1, x2=None, *, block: int = 512,
