@@ -81,12 +81,15 @@ def per_pair(net, x, repeat: int) -> float:
     return best / x.shape[0] ** 2
 
 
+#: the peak is VmHWM, the high-water mark of this process's own address space: getrusage's
+#: ru_maxrss of a child started by fork counts the parent's resident memory at the fork
 MEMORY_SCRIPT = """
-import resource, torch, infnet
+import torch, infnet
 g = torch.Generator().manual_seed(0)
 x = torch.randn({n}, 3, 32, 32, generator=g, dtype=torch.float64)
 infnet.network.myrtle(5).kernel(x[:4], x)
-print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+hwm = next(line for line in open("/proc/self/status") if line.startswith("VmHWM"))
+print(int(hwm.split()[1]) / 1024)
 """
 
 
@@ -94,7 +97,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--memory-n", type=int, default=1000)
+    parser.add_argument("--memory-only", action="store_true", help="only the memory run")
     args = parser.parse_args()
+    if args.memory_only:
+        return memory(args.memory_n)
     rate = op_rate()
     n_pool, n_vec, repeat = (6, 32, 1) if args.quick else (16, 64, 2)
     rows = [
@@ -124,7 +130,11 @@ def main() -> None:
         t = per_pair(cnn(act, 4, readout="gap", w_std=1.5, b_std=0.1), x, 1) * 1e3
         base = base or t
         print(f"| {act} | {t:.1f} | {t / base:.2f} |")
-    n = args.memory_n
+    memory(args.memory_n)
+
+
+def memory(n: int) -> None:
+    """The peak resident memory of a fresh process computing a Myrtle-5 block of 4 x n."""
     est = myrtle(5).peak_memory((32, 32), n) / 2**20
     out = subprocess.run([sys.executable, "-c", MEMORY_SCRIPT.format(n=n)], capture_output=True,
                          text=True, check=False)
