@@ -16,6 +16,7 @@ import torch
 
 from ..activations.series import DEGREES, SeriesCache
 from ..core.checks import all_finite
+from ..core.heap import large_tensors
 from .inputs import Kernel, check_finite
 from .layers import Moments
 from .spatial import TILE_BYTES, SpatialPlan
@@ -80,6 +81,7 @@ def _series_bytes(plan: SpatialPlan, shape: tuple[int, ...], pairs: int, memory:
             + min(SERIES_CACHE_BYTES, memory // 2))
 
 
+@large_tensors()  # (tiles free and remake tensors of MBs: core.heap)
 def spatial_kernel(plan: SpatialPlan, x1, x2=None, *, block: int = 512,
                    dtype: torch.dtype = torch.float64, get: str = "both",
                    memory: int | None = None) -> Kernel:
