@@ -12,7 +12,7 @@ import infnet
 SRC = Path(infnet.__file__).parent
 #: bottom to top: a package may import only packages before it in this list
 ORDER = ["core", "numerics", "activations", "depth", "empirical", "network", "data", "predict",
-         "estimators", "propagation", "scale", "experiments", "cli"]
+         "gp", "estimators", "propagation", "scale", "experiments", "cli"]
 
 
 def modules() -> dict[str, Path]:

@@ -38,7 +38,7 @@ _LAZY = {"NTKClassifier": "estimators.networks", "NTKRegressor": "estimators.net
 #: the packages, bottom to top (each imports only packages before it; tests/test_layering.py),
 #: importable as attributes (``infnet.predict.gp_inference``) without an import
 _SUBMODULES = ("core", "numerics", "activations", "depth", "empirical", "network", "data",
-               "predict", "estimators", "propagation", "scale", "experiments", "cli")
+               "predict", "gp", "estimators", "propagation", "scale", "experiments", "cli")
 
 
 def __getattr__(name: str):

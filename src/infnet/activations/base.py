@@ -102,12 +102,15 @@ class Activation:
         if self.derivative_fn is not None:
             g = self.derivative_fn(x, **self.params)
         else:
+            # an input that is itself differentiated (the hyperparameter gradients of
+            # ``infnet.gp``) keeps its graph, so that phi'' follows; otherwise a leaf copy
+            keep = x.requires_grad and torch.is_grad_enabled()
             with torch.enable_grad():
-                x = x.detach().requires_grad_(True)
+                x = x if keep else x.detach().requires_grad_(True)
                 y = self.fn(x, **self.params)
                 # an output that does not depend on x differentiably (a step written as a
                 # comparison) has derivative 0 wherever it is defined
-                g = (torch.autograd.grad(y.sum(), x, allow_unused=True)[0]
+                g = (torch.autograd.grad(y.sum(), x, allow_unused=True, create_graph=keep)[0]
                      if y.requires_grad else None)
             g = torch.zeros_like(x) if g is None else g
         return g if self.gain == 1.0 else self.gain * g

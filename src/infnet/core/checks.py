@@ -23,7 +23,7 @@ def all_finite(t: Tensor) -> bool:
     ``isfinite``'s several."""
     if t.numel() == 0:
         return True
-    lo, hi = torch.aminmax(t)
+    lo, hi = torch.aminmax(t.detach())
     return math.isfinite(float(lo)) and math.isfinite(float(hi))
 
 

@@ -1,0 +1,252 @@
+"""Exact derivatives of a network's NNGP and NTK with respect to its hyperparameters.
+
+The chain rule runs forward through the layers (one tangent per hyperparameter, carried beside
+each covariance and tangent kernel), with every layer's own derivatives exact:
+
+- Dense: Sigma' = w^2 Sigma + b^2 and Theta' = w^2 Theta + Sigma' (NTK parameterization; the
+  standard one adds n_in Sigma instead), differentiated by hand;
+- an activation: Sigma' = K(q1, q2, Sigma), Theta' = Kdot(q1, q2, Sigma) Theta, whose partial
+  derivatives in q1, q2 and Sigma come from reverse-mode autograd through the activation's own
+  map, elementwise (each entry depends on its own moments only). For a closed form that is the
+  derivative of the formula; for the polar quadrature it is the quadrature of the derivative,
+  to the same precision as the value, because the rule's breakpoints (the kinks' rays) are
+  computed from the moments and move with them: the jumps of phi' at a kink (hardswish) enter
+  as the motion of those breakpoints, where a fixed rule would miss them.
+
+Pairs at rho = +-1 exactly (each input with itself, duplicated inputs) sit on the edge of the
+moments' domain, where the partial derivatives in Sigma of the angle are infinite. There the
+pair stays parallel whatever the hyperparameters, and K = E[phi(sqrt(q1) z) phi(+-sqrt(q2) z)]
+is a 1-D expectation of (q1, q2) alone: its derivatives come from autograd through the 1-D
+rule (``degenerate_expectation``), plus Kdot times the part of the tangent that leaves the
+edge (none for exact duplicates).
+
+The kernels' values are those of ``Network.kernel`` (the exact path); this module adds the
+tangents, in tiles of rows.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+
+import torch
+
+from ..network import Dense, Kernel
+from ..network.inputs import angles, as_data
+from ..numerics.gauss1d import degenerate_expectation
+from ..numerics.moments import corr_root
+from .hyper import hyperparameters
+
+Tensor = torch.Tensor
+
+#: entries of one tile of rows: activations without a closed form (their quadrature keeps a
+#: graph of nodes per entry), and with one
+ENTRIES = 1 << 14
+CLOSED_ENTRIES = 1 << 18
+
+
+def kernel_gradients(net, x1, x2=None, *, wrt=None) -> tuple[Kernel, dict[str, Kernel]]:
+    """The NNGP and NTK of ``net`` between the rows of x1 and x2, and their derivatives with
+    respect to the network's hyperparameters.
+
+    Parameters
+    ----------
+    net : Network
+        A chain of Dense layers and activations sharing one ``w_std`` and one ``b_std``
+        (``infnet.fc``; ``hyper.hyperparameters``).
+    x1, x2 : tensor or array
+        Inputs (n, features); x2=None: x1 with itself.
+    wrt : sequence of str, optional
+        The hyperparameters, among ``"w_std"`` and ``"b_std"`` (default: those the network has).
+
+    Returns
+    -------
+    kernel : Kernel
+        ``net.kernel(x1, x2)``.
+    gradients : dict
+        For each name, a Kernel whose ``nngp`` and ``ntk`` are d NNGP / d name and
+        d NTK / d name, (n1, n2) float64.
+
+    Raises
+    ------
+    TypeError
+        A network that is not such a chain, or an unknown name in ``wrt``.
+    ValueError
+        ``b_std`` asked of a network without bias; inputs of zero norm with no bias (a zero
+        variance, where the derivatives in q of sqrt(q) are infinite); the inputs' own errors
+        (``Network.kernel``).
+
+    Examples
+    --------
+    >>> net = infnet.fc("relu", 1, w_std=1.5, b_std=0.0)
+    >>> x = torch.tensor([[1.0, 0.0], [0.6, 0.8]], dtype=torch.float64)
+    >>> k, grads = infnet.gp.kernel_gradients(net, x, wrt=["w_std"])
+    >>> # without bias the NNGP is w^4 times a function of the angle: d/dw = 4 K / w
+    >>> bool(torch.allclose(grads["w_std"].nngp, 4 * k.nngp / 1.5))
+    True
+    """
+    hyper = hyperparameters(net)
+    names = tuple(hyper) if wrt is None else tuple(wrt)
+    for name in names:
+        if name not in ("w_std", "b_std"):
+            raise TypeError(f"unknown hyperparameter {name!r}: a network has w_std and b_std")
+        if name not in hyper:
+            raise ValueError(f"the network has no bias, so no {name}: build it with b_std=0.0")
+    symmetric = x2 is None
+    x1 = as_data(x1, "x1", torch.float64)
+    x2 = x1 if symmetric else as_data(x2, "x2", torch.float64, device=x1.device)
+    kernel = net.kernel(x1, None if symmetric else x2)
+    d = x1.shape[1]
+    sq1 = (x1 * x1).sum(1) / d
+    sq2 = sq1 if symmetric else (x2 * x2).sum(1) / d
+    diag1 = _walk(net, sq1, d, names, None)
+    rec1 = diag1[2]
+    rec2 = rec1 if symmetric else _walk(net, sq2, d, names, None)[2]
+    n1, n2 = x1.shape[0], x2.shape[0]
+    out = {name: (torch.empty(n1, n2, dtype=torch.float64, device=x1.device),
+                  torch.empty(n1, n2, dtype=torch.float64, device=x1.device)) for name in names}
+    closed = all(a.is_closed_form for a in net.activations)
+    rows = max(1, (CLOSED_ENTRIES if closed else ENTRIES) // n2)
+    norms1, norms2 = (sq1 * d).sqrt(), (sq2 * d).sqrt()
+    for i in range(0, n1, rows):
+        sel = slice(i, i + rows)
+        view1 = [(q[sel, None], [t[sel, None] for t in dq]) for q, dq in rec1]
+        view2 = [(q[None, :], [t[None, :] for t in dq]) for q, dq in rec2]
+        c = x1[sel] @ x2.T / d
+        # duplicated inputs (angle 0 from the chord, equal norms): kept exactly parallel
+        theta = angles(x1[sel] @ x2.T, x1[sel], x2, norms1[sel], norms2)
+        same = (theta == 0) & (sq1[sel, None] == sq2[None, :])
+        _, _, _, dc, dt = _walk(net, c, d, names, (view1, view2), same)
+        for k, name in enumerate(names):
+            out[name][0][sel], out[name][1][sel] = dc[k], dt[k]
+    grads = {}
+    for k, name in enumerate(names):
+        g_nngp, g_ntk = out[name]
+        if symmetric:  # exactly symmetric, each input with itself from the diagonal pass
+            for g, diag in ((g_nngp, diag1[3][k]), (g_ntk, diag1[4][k])):
+                g.copy_((g + g.T) / 2)
+                g.diagonal().copy_(diag)
+        _check(g_nngp, g_ntk, name)
+        grads[name] = Kernel(g_nngp, g_ntk)
+    return kernel, grads
+
+
+def _check(g_nngp: Tensor, g_ntk: Tensor, name: str) -> None:
+    for what, g in (("NNGP", g_nngp), ("NTK", g_ntk)):
+        if not bool(torch.isfinite(g).all()):
+            raise ValueError(f"the derivative of the {what} with respect to {name} is not finite "
+                             "(an input of zero norm without bias has variance 0, where "
+                             "sqrt(q) has no derivative): remove zero rows or use b_std > 0")
+
+
+def _walk(net, c: Tensor, width: int, names: tuple, sides, same: Tensor | None = None):
+    """The layers on covariances c of the data (x.x'/d), with the tangents of each name.
+    ``sides`` None: the diagonal pass (c holds each input's variance), whose records, one per
+    activation, are (q, [dq per name]) at its input; else the two sides' records (rows,
+    columns), and ``same`` the pairs of one input twice, whose moments are set to the rows'
+    variances before each activation (so that they sit exactly at rho = 1).
+    Returns (Sigma, Theta, records, [dSigma], [dTheta])."""
+    t = torch.zeros_like(c)
+    dc = [torch.zeros_like(c) for _ in names]
+    dt = [torch.zeros_like(c) for _ in names]
+    records, a = [], 0
+    for layer in net.layers:
+        if isinstance(layer, Dense):
+            w, b = layer.w_std, layer.b_std or 0.0
+            new = w * w * c + b * b
+            dnew = [w * w * g + (2 * w * c if n == "w_std" else 0.0)
+                    + (2 * b if n == "b_std" else 0.0) for g, n in zip(dc, names, strict=True)]
+            if layer.parameterization == "ntk":
+                dt = [w * w * g + (2 * w * t if n == "w_std" else 0.0) + h
+                      for g, h, n in zip(dt, dnew, names, strict=True)]
+                t = w * w * t + new
+            else:
+                bias = 0.0 if layer.b_std is None else 1.0
+                dt = [width * h + w * w * g + (2 * w * t if n == "w_std" else 0.0)
+                      for g, h, n in zip(dt, dc, names, strict=True)]
+                t = width * c + bias + w * w * t
+            c, dc, width = new, dnew, layer.width
+            continue
+        act = layer.act
+        if sides is None:
+            records.append((c, dc))
+            (q1, dq1), (q2, dq2) = (c, dc), (c, dc)
+        else:
+            (q1, dq1), (q2, dq2) = sides[0][a], sides[1][a]
+            if same is not None and bool(same.any()):
+                q2 = torch.where(same, q1, q2)
+                c = torch.where(same, q1, c)
+                dq2 = [torch.where(same, g1, g2) for g1, g2 in zip(dq1, dq2, strict=True)]
+                dc = [torch.where(same, g1, g) for g1, g in zip(dq1, dc, strict=True)]
+        a += 1
+        K, D, pk, pd = partials(act, q1, q2, c)
+        dc_new = [pk[0] * g1 + pk[1] * g2 + pk[2] * g for g1, g2, g in zip(dq1, dq2, dc, strict=True)]
+        dt = [(pd[0] * g1 + pd[1] * g2 + pd[2] * g) * t + D * h
+              for g1, g2, g, h in zip(dq1, dq2, dc, dt, strict=True)]
+        c, t, dc = K, D * t, dc_new
+    return c, t, records, dc, dt
+
+
+def partials(act, q1: Tensor, q2: Tensor, c: Tensor):
+    """(K, Kdot, [dK/dq1, dK/dq2, dK/dc], [dKdot/dq1, dKdot/dq2, dKdot/dc]) of ``act`` at
+    the moments, elementwise (module docstring); at rho = +-1 the edge's derivatives."""
+    shape = torch.broadcast_shapes(q1.shape, q2.shape, c.shape)
+    leaves = [v.detach().expand(shape).clone().requires_grad_(True) for v in (q1, q2, c)]
+    # (the closed forms work in place for speed: tensors that autograd saved are copied
+    # before they are overwritten)
+    with torch.enable_grad(), warnings.catch_warnings(), \
+            torch.autograd.graph.allow_mutation_on_saved_tensors():
+        warnings.simplefilter("ignore", UserWarning)  # (scalar reads of checked tensors)
+        K, D = act.kernel(*leaves)
+        pk = torch.autograd.grad(K.sum(), leaves, retain_graph=True, allow_unused=True)
+        pd = torch.autograd.grad(D.sum(), leaves, allow_unused=True)
+    pk = [torch.zeros(shape, dtype=K.dtype) if g is None else g for g in pk]
+    pd = [torch.zeros(shape, dtype=K.dtype) if g is None else g for g in pd]
+    K, D = K.detach(), D.detach()
+    q1e, q2e, ce = (v.detach().expand(shape) for v in (q1, q2, c))
+    edge = corr_root(q1e, q2e, ce) == 0
+    for g in (*pk, *pd):
+        edge |= ~torch.isfinite(g)
+    if bool(edge.any()):
+        _edge(act, q1e[edge], q2e[edge], ce[edge], D[edge], edge, pk, pd)
+    return K, D, pk, pd
+
+
+def _edge(act, q1: Tensor, q2: Tensor, c: Tensor, D: Tensor, where: Tensor, pk, pd) -> None:
+    """Entries at rho = +-1 (sign of c; c = 0 only with a zero variance): the derivatives of
+    g = E[phi(sqrt(q1) z) phi(+-sqrt(q2) z)] and h (the same of phi') in q1 and q2, by
+    autograd through the 1-D rule; dK = g_q1 dq1 + g_q2 dq2 + Kdot (dc -+ d sqrt(q1 q2)),
+    dKdot = h_q1 dq1 + h_q2 dq2 (a parallel pair stays parallel)."""
+    out = [torch.empty_like(q1) for _ in range(4)]
+    for sign in (1.0, -1.0):
+        sel = c >= 0 if sign > 0 else c < 0
+        if not bool(sel.any()):
+            continue
+        a, b = (v[sel].clone().requires_grad_(True) for v in (q1, q2))
+        if sign > 0:
+            g, kinks_g = act, act.kinks
+            dg = act.derivative
+        else:
+            def g(x):
+                return act(-x)
+
+            def dg(x):
+                return act.derivative(-x)
+            kinks_g = tuple(-k for k in act.kinks)
+        with torch.enable_grad():
+            val, dval = degenerate_expectation([(act, g), (act.derivative, dg)], a, b, [],
+                                               act.kinks, kinks_g,
+                                               f"the parallel pairs of {act.name!r}")
+            gk = torch.autograd.grad(val.sum(), (a, b), retain_graph=True)
+            gd = torch.autograd.grad(dval.sum(), (a, b))
+        for slot, v in zip(out, (*gk, *gd), strict=True):
+            slot[sel] = v
+    root = (q1 * q2).sqrt()
+    half1 = torch.where(q1 > 0, 0.5 * root / q1, math.inf)
+    half2 = torch.where(q2 > 0, 0.5 * root / q2, math.inf)
+    sign = torch.where(c >= 0, 1.0, -1.0).to(q1.dtype)
+    pk[0][where] = out[0] - D * sign * half1
+    pk[1][where] = out[1] - D * sign * half2
+    pk[2][where] = D
+    pd[0][where], pd[1][where] = out[2], out[3]
+    pd[2][where] = 0.0
