@@ -4,5 +4,6 @@ derivatives of its kernels with respect to them (``gradients``), and a scikit-le
 
 from .gradients import kernel_gradients
 from .hyper import hyperparameters, with_hyperparameters
+from .sklearn_kernel import NetworkKernel
 
-__all__ = ["hyperparameters", "kernel_gradients", "with_hyperparameters"]
+__all__ = ["NetworkKernel", "hyperparameters", "kernel_gradients", "with_hyperparameters"]

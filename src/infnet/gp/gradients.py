@@ -198,8 +198,8 @@ def partials(act, q1: Tensor, q2: Tensor, c: Tensor):
             torch.autograd.graph.allow_mutation_on_saved_tensors():
         warnings.simplefilter("ignore", UserWarning)  # (scalar reads of checked tensors)
         K, D = act.kernel(*leaves)
-        pk = torch.autograd.grad(K.sum(), leaves, retain_graph=True, allow_unused=True)
-        pd = torch.autograd.grad(D.sum(), leaves, allow_unused=True)
+        pk, pd = (torch.autograd.grad(v.sum(), leaves, retain_graph=True, allow_unused=True)
+                  if v.requires_grad else (None,) * 3 for v in (K, D))
     pk = [torch.zeros(shape, dtype=K.dtype) if g is None else g for g in pk]
     pd = [torch.zeros(shape, dtype=K.dtype) if g is None else g for g in pd]
     K, D = K.detach(), D.detach()
@@ -214,33 +214,15 @@ def partials(act, q1: Tensor, q2: Tensor, c: Tensor):
 
 def _edge(act, q1: Tensor, q2: Tensor, c: Tensor, D: Tensor, where: Tensor, pk, pd) -> None:
     """Entries at rho = +-1 (sign of c; c = 0 only with a zero variance): the derivatives of
-    g = E[phi(sqrt(q1) z) phi(+-sqrt(q2) z)] and h (the same of phi') in q1 and q2, by
-    autograd through the 1-D rule; dK = g_q1 dq1 + g_q2 dq2 + Kdot (dc -+ d sqrt(q1 q2)),
-    dKdot = h_q1 dq1 + h_q2 dq2 (a parallel pair stays parallel)."""
+    g = E[phi(sqrt(q1) z) phi(+-sqrt(q2) z)] and h (the same of phi') in q1 and q2 (``_along``);
+    dK = g_q1 dq1 + g_q2 dq2 + Kdot (dc -+ d sqrt(q1 q2)), dKdot = h_q1 dq1 + h_q2 dq2 (a
+    parallel pair stays parallel)."""
     out = [torch.empty_like(q1) for _ in range(4)]
     for sign in (1.0, -1.0):
         sel = c >= 0 if sign > 0 else c < 0
-        if not bool(sel.any()):
-            continue
-        a, b = (v[sel].clone().requires_grad_(True) for v in (q1, q2))
-        if sign > 0:
-            g, kinks_g = act, act.kinks
-            dg = act.derivative
-        else:
-            def g(x):
-                return act(-x)
-
-            def dg(x):
-                return act.derivative(-x)
-            kinks_g = tuple(-k for k in act.kinks)
-        with torch.enable_grad():
-            val, dval = degenerate_expectation([(act, g), (act.derivative, dg)], a, b, [],
-                                               act.kinks, kinks_g,
-                                               f"the parallel pairs of {act.name!r}")
-            gk = torch.autograd.grad(val.sum(), (a, b), retain_graph=True)
-            gd = torch.autograd.grad(dval.sum(), (a, b))
-        for slot, v in zip(out, (*gk, *gd), strict=True):
-            slot[sel] = v
+        if bool(sel.any()):
+            for slot, v in zip(out, _along(act, q1[sel], q2[sel], sign), strict=True):
+                slot[sel] = v
     root = (q1 * q2).sqrt()
     half1 = torch.where(q1 > 0, 0.5 * root / q1, math.inf)
     half2 = torch.where(q2 > 0, 0.5 * root / q2, math.inf)
@@ -250,3 +232,32 @@ def _edge(act, q1: Tensor, q2: Tensor, c: Tensor, D: Tensor, where: Tensor, pk, 
     pk[2][where] = D
     pd[0][where], pd[1][where] = out[2], out[3]
     pd[2][where] = 0.0
+
+
+def _along(act, q1: Tensor, q2: Tensor, sign: float) -> list[Tensor]:
+    """[g_q1, g_q2, h_q1, h_q2] of parallel (sign 1) or antiparallel (-1) pairs: autograd
+    through the activation's angle form at theta = 0 or pi where it has one, else through the
+    1-D rule (``degenerate_expectation``) of phi(x) phi(+-x)."""
+    a, b = (v.detach().clone().requires_grad_(True) for v in (q1, q2))
+    with torch.enable_grad(), torch.autograd.graph.allow_mutation_on_saved_tensors():
+        if act.angle_form is not None:
+            theta = torch.full_like(a, 0.0 if sign > 0 else math.pi)
+            val, dval, _ = act.angle_form(a, b, theta, **act.params)
+            val, dval = act.gain**2 * val, act.gain**2 * dval
+        else:
+            if sign > 0:
+                g, dg, kinks_g = act, act.derivative, act.kinks
+            else:
+                def g(x):
+                    return act(-x)
+
+                def dg(x):
+                    return act.derivative(-x)
+                kinks_g = tuple(-k for k in act.kinks)
+            val, dval = degenerate_expectation([(act, g), (act.derivative, dg)], a, b, [],
+                                               act.kinks, kinks_g,
+                                               f"the parallel pairs of {act.name!r}")
+        # (a value that does not depend on the variances, as ReLU's Kdot: derivatives 0)
+        gk, gd = (torch.autograd.grad(v.sum(), (a, b), retain_graph=True, allow_unused=True)
+                  if v.requires_grad else (None, None) for v in (val, dval))
+    return [torch.zeros_like(q1) if v is None else v for v in (*gk, *gd)]

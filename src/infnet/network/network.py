@@ -369,6 +369,9 @@ class Network(KernelModel):
                     for out, tile in ((nngp, k), (ntk, t)):
                         if out is not None:
                             out[j:j + block, i:i + block] = tile.T
+                elif symmetric:  # x_i.x_j and x_j.x_i may round differently: exactly symmetric
+                    for tile in dest:
+                        tile.copy_(torch.triu(tile) + torch.triu(tile, 1).T)
         if symmetric:  # the diagonal from the exact diagonal pass
             for out, diag in ((nngp, tr1.nngp), (ntk, tr1.ntk)):
                 if out is not None:

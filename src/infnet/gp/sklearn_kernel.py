@@ -1,0 +1,141 @@
+"""A scikit-learn kernel for Gaussian-process users: the NNGP (or NTK) of a fully-connected
+infnet network, with the weight and bias standard deviations as hyperparameters that
+``GaussianProcessRegressor`` learns by maximizing the marginal likelihood.
+
+scikit-learn optimizes theta = log(hyperparameters) and asks for dK/dtheta = s dK/ds; the
+derivatives are exact (``gp.gradients``). The kernel composes with scikit-learn's own
+(``NetworkKernel(...) + WhiteKernel()``, ``ConstantKernel() * NetworkKernel(...)``), clones and
+pickles like them.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from sklearn.gaussian_process.kernels import Hyperparameter, Kernel
+
+from ..network import fc
+from .gradients import kernel_gradients
+
+
+class NetworkKernel(Kernel):
+    """The NNGP or NTK of ``infnet.fc(activation, depth, w_std=..., b_std=...)`` as a
+    scikit-learn Gaussian-process kernel.
+
+    Parameters
+    ----------
+    activation : str or Activation
+        The activation (a catalog name, or any continuous infnet Activation).
+    depth : int
+        The number of hidden layers.
+    w_std, b_std : float
+        The weight and bias standard deviations of every Dense layer (learned: log-space
+        hyperparameters ``w_std`` and ``b_std``). ``b_std=0`` fixes the bias at zero.
+    w_std_bounds, b_std_bounds : pair of float or "fixed"
+        The optimizer's bounds, or "fixed" to keep the value.
+    kind : {"nngp", "ntk"}
+        The NNGP (the Bayesian network's prior) or the NTK (the prior of the trained network's
+        ensemble, He et al. 2020).
+    parameterization : {"ntk", "standard"}
+        As in ``infnet.Dense``.
+
+    Examples
+    --------
+    >>> from sklearn.gaussian_process import GaussianProcessRegressor
+    >>> from sklearn.gaussian_process.kernels import WhiteKernel
+    >>> X = np.random.default_rng(0).normal(size=(30, 2))
+    >>> y = np.sin(X[:, 0])
+    >>> kernel = infnet.gp.NetworkKernel("erf", depth=2) + WhiteKernel(1e-2, "fixed")
+    >>> gpr = GaussianProcessRegressor(kernel).fit(X, y)
+    >>> sorted(gpr.kernel_.k1.get_params())[:3]
+    ['activation', 'b_std', 'b_std_bounds']
+    """
+
+    def __init__(self, activation="relu", depth=1, w_std=1.0, b_std=0.1,
+                 w_std_bounds=(1e-2, 1e2), b_std_bounds=(1e-4, 1e2), kind="nngp",
+                 parameterization="ntk"):
+        self.activation = activation
+        self.depth = depth
+        self.w_std = w_std
+        self.b_std = b_std
+        self.w_std_bounds = w_std_bounds
+        self.b_std_bounds = b_std_bounds
+        self.kind = kind
+        self.parameterization = parameterization
+
+    # ---- hyperparameters (scikit-learn reads these properties) --------------------------------
+    @property
+    def hyperparameter_w_std(self) -> Hyperparameter:
+        return Hyperparameter("w_std", "numeric", self.w_std_bounds)
+
+    @property
+    def hyperparameter_b_std(self) -> Hyperparameter:
+        fixed = self.b_std is None or self.b_std == 0
+        return Hyperparameter("b_std", "numeric", "fixed" if fixed else self.b_std_bounds)
+
+    def network(self):
+        """The infnet network at the current hyperparameters (checked)."""
+        if self.kind not in ("nngp", "ntk"):
+            raise ValueError(f"kind must be 'nngp' or 'ntk', got {self.kind!r}")
+        for name in ("w_std", "b_std"):
+            value, bounds = getattr(self, name), getattr(self, f"{name}_bounds")
+            if isinstance(bounds, str):
+                continue
+            lo, hi = bounds
+            # (exp(log(bound)) may round past the bound: the optimizer's edge is inside)
+            if value and not lo * (1 - 1e-9) <= value <= hi * (1 + 1e-9):
+                raise ValueError(f"{name}={value!r} lies outside its bounds {bounds!r}: widen "
+                                 f"{name}_bounds or start inside them")
+        return fc(self.activation, self.depth, w_std=self.w_std, b_std=self.b_std,
+                  parameterization=self.parameterization)
+
+    # ---- the kernel ------------------------------------------------------------------------------
+    def __call__(self, X, Y=None, eval_gradient=False):
+        """K(X, Y) (Y None: K(X, X)), and with ``eval_gradient`` dK/dtheta, (n, n, free
+        hyperparameters), theta the log of the hyperparameters."""
+        net = self.network()
+        x = _as_tensor(X, "X")
+        if eval_gradient:
+            if Y is not None:
+                raise ValueError("eval_gradient can only be evaluated when Y is None")
+            names = [h.name for h in self.hyperparameters if not h.fixed]
+            if not names:
+                k = net.kernel(x)
+                return _pick(k, self.kind), np.empty((x.shape[0], x.shape[0], 0))
+            k, grads = kernel_gradients(net, x, wrt=names)
+            grad = np.stack([getattr(self, n) * _pick(grads[n], self.kind) for n in names], -1)
+            return _pick(k, self.kind), grad
+        y = None if Y is None else _as_tensor(Y, "Y")
+        return _pick(net.kernel(x, y, get=self.kind), self.kind)
+
+    def diag(self, X):
+        """The diagonal K(x, x) of each row, from the network's diagonal pass (O(n))."""
+        x = _as_tensor(X, "X")
+        d = x.shape[1]
+        nngp, ntk = self.network().diagonal((x * x).sum(1) / d, d)
+        out = nngp if self.kind == "nngp" else ntk
+        return out.expand(x.shape[0]).numpy().copy()
+
+    def is_stationary(self):
+        return False
+
+    @property
+    def requires_vector_input(self):
+        return True
+
+    def __repr__(self):
+        name = getattr(self.activation, "name", self.activation)
+        return (f"NetworkKernel({name}, depth={self.depth}, w_std={self.w_std:.4g}, "
+                f"b_std={self.b_std if self.b_std is None else f'{self.b_std:.4g}'}, "
+                f"kind={self.kind!r})")
+
+
+def _as_tensor(X, name: str) -> torch.Tensor:
+    x = torch.as_tensor(np.asarray(X, dtype=np.float64))
+    if x.ndim != 2:
+        raise ValueError(f"{name} must be 2-D (n_samples, n_features), got shape {tuple(x.shape)}")
+    return x
+
+
+def _pick(k, kind: str) -> np.ndarray:
+    return getattr(k, kind).numpy()
