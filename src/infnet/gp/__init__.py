@@ -1,9 +1,24 @@
 """Gaussian-process users' entry points: the hyperparameters of a network (``hyper``), exact
-derivatives of its kernels with respect to them (``gradients``), and a scikit-learn kernel
-(``sklearn_kernel``) that learns them by maximizing the marginal likelihood."""
+derivatives of its kernels with respect to them (``gradients``), a scikit-learn kernel
+(``sklearn_kernel``) and a GPyTorch kernel (``gpytorch_kernel``, optional extra
+``infnet[gpytorch]``) that learn them by maximizing the marginal likelihood."""
 
-from .gradients import kernel_gradients
+from .gradients import diagonal_gradients, kernel_gradients
 from .hyper import hyperparameters, with_hyperparameters
 from .sklearn_kernel import NetworkKernel
 
-__all__ = ["NetworkKernel", "hyperparameters", "kernel_gradients", "with_hyperparameters"]
+__all__ = ["GPyTorchKernel", "NetworkKernel", "diagonal_gradients", "hyperparameters",
+           "kernel_gradients", "with_hyperparameters"]
+
+
+def __getattr__(name: str):
+    if name == "GPyTorchKernel":  # (imports gpytorch, an optional dependency, on first use)
+        try:
+            from .gpytorch_kernel import GPyTorchKernel
+        except ModuleNotFoundError as err:
+            if err.name not in ("gpytorch", "linear_operator"):
+                raise
+            raise ImportError("infnet.gp.GPyTorchKernel needs GPyTorch, an optional "
+                              "dependency: pip install 'infnet[gpytorch]'") from err
+        return GPyTorchKernel
+    raise AttributeError(f"module 'infnet.gp' has no attribute {name!r}")

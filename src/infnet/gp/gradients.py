@@ -85,13 +85,7 @@ def kernel_gradients(net, x1, x2=None, *, wrt=None) -> tuple[Kernel, dict[str, K
     >>> bool(torch.allclose(grads["w_std"].nngp, 4 * k.nngp / 1.5))
     True
     """
-    hyper = hyperparameters(net)
-    names = tuple(hyper) if wrt is None else tuple(wrt)
-    for name in names:
-        if name not in ("w_std", "b_std"):
-            raise TypeError(f"unknown hyperparameter {name!r}: a network has w_std and b_std")
-        if name not in hyper:
-            raise ValueError(f"the network has no bias, so no {name}: build it with b_std=0.0")
+    names = _names(net, wrt)
     symmetric = x2 is None
     x1 = as_data(x1, "x1", torch.float64)
     x2 = x1 if symmetric else as_data(x2, "x2", torch.float64, device=x1.device)
@@ -129,6 +123,18 @@ def kernel_gradients(net, x1, x2=None, *, wrt=None) -> tuple[Kernel, dict[str, K
         _check(g_nngp, g_ntk, name)
         grads[name] = Kernel(g_nngp, g_ntk)
     return kernel, grads
+
+
+def _names(net, wrt) -> tuple[str, ...]:
+    """The hyperparameters to differentiate: ``wrt`` checked, or all the network has."""
+    hyper = hyperparameters(net)
+    names = tuple(hyper) if wrt is None else tuple(wrt)
+    for name in names:
+        if name not in ("w_std", "b_std"):
+            raise TypeError(f"unknown hyperparameter {name!r}: a network has w_std and b_std")
+        if name not in hyper:
+            raise ValueError(f"the network has no bias, so no {name}: build it with b_std=0.0")
+    return names
 
 
 def _check(g_nngp: Tensor, g_ntk: Tensor, name: str) -> None:
@@ -261,3 +267,17 @@ def _along(act, q1: Tensor, q2: Tensor, sign: float) -> list[Tensor]:
         gk, gd = (torch.autograd.grad(v.sum(), (a, b), retain_graph=True, allow_unused=True)
                   if v.requires_grad else (None, None) for v in (val, dval))
     return [torch.zeros_like(q1) if v is None else v for v in (*gk, *gd)]
+
+
+def diagonal_gradients(net, x, *, wrt=None) -> tuple[Kernel, dict[str, Kernel]]:
+    """The kernels of each row of x with itself (n,) and their derivatives (``kernel_gradients``
+    restricted to the diagonal: the diagonal pass alone, O(n))."""
+    names = _names(net, wrt)
+    x = as_data(x, "x", torch.float64)
+    d = x.shape[1]
+    nngp, ntk, _, dc, dt = _walk(net, (x * x).sum(1) / d, d, names, None)
+    grads = {}
+    for k, name in enumerate(names):
+        _check(dc[k], dt[k], name)
+        grads[name] = Kernel(dc[k], dt[k])
+    return Kernel(nngp, ntk), grads
