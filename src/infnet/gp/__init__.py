@@ -6,8 +6,7 @@ heavy-tailed scale mixtures of NNGPs (``mixtures``: Student-t processes, any sca
 
 from .gradients import diagonal_gradients, kernel_gradients
 from .hyper import hyperparameters, with_hyperparameters
-from .mixtures import (ScaleMixture, StudentTProcess, scale_mixture_inference,
-                       student_t_inference)
+from .mixtures import ScaleMixture, StudentTProcess, scale_mixture_inference, student_t_inference
 from .sklearn_kernel import NetworkKernel
 
 __all__ = ["GPyTorchKernel", "NetworkKernel", "ScaleMixture", "StudentTProcess",
