@@ -1,7 +1,7 @@
 """The ``infnet`` command: one parser, a module per group of commands (``catalog``: activations
 and limit; ``kernels``: kernel and solve; ``study``; ``predict``; ``finite``: finite against
 infinite width and signal propagation; ``lee2020``: finite against infinite convolutional
-networks on digits).
+networks on digits; ``heavy-tails``: scale mixtures of NNGPs).
 
 Every user mistake and fault of the environment ends in one ``error: ...`` line (``main``);
 numbers are checked when the arguments are parsed (``args``), output paths before any
@@ -13,7 +13,7 @@ import argparse
 import shlex
 import sys
 
-from . import catalog, finite, kernels, lee2020, predict, study
+from . import catalog, finite, heavy_tails, kernels, lee2020, predict, study
 from .args import Parser
 
 
@@ -27,6 +27,7 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_parser(sub)
     finite.add_parsers(sub)
     lee2020.add_parser(sub)
+    heavy_tails.add_parser(sub)
     return p
 
 
