@@ -95,7 +95,7 @@ def reference(x, i, j, first_w2, w2, b2, scale):
 def errors(got: np.ndarray, x, pairs, **kw) -> float:
     worst = 0.0
     for i, j in pairs:
-        want = reference(x, i, j, **kw)
+        want = reference(x, i, j, **kw)[0]
         worst = max(worst, float(abs((mpmath.mpf(float(got[i, j])) - want) / want)))
     return worst
 
@@ -155,6 +155,16 @@ def main() -> None:
              errors(ours, x, pairs, **nngp_kw)),
             ("BoTorch InfiniteWidthBNNKernel", best(lambda: bk(xt).to_dense(), args.repeat),
              errors(theirs, x, pairs, **nngp_kw))]
+    # the same on inputs of one norm (x / |x| sqrt(d)): infnet's angle table
+    xn = xt / xt.norm(dim=1, keepdim=True) * math.sqrt(d)
+    ours = net.kernel(xn, get="nngp").nngp.numpy()
+    with torch.no_grad():
+        theirs = bk(xn).to_dense().numpy()
+    rows += [("infnet NNGP, inputs of one norm", best(lambda: net.kernel(xn, get="nngp"),
+                                                     args.repeat),
+              errors(ours, xn.numpy(), pairs, **nngp_kw)),
+             ("BoTorch, inputs of one norm", best(lambda: bk(xn).to_dense(), args.repeat),
+              errors(theirs, xn.numpy(), pairs, **nngp_kw))]
     # NTK: infnet against scikit-ntk (bias 0; its inputs are not divided by d)
     ntk_net = ntk_network()
     xs = torch.from_numpy(x * math.sqrt(d))

@@ -30,6 +30,7 @@ import math
 import warnings
 
 import torch
+import torch.autograd.forward_ad as fwAD
 
 from ..network import Dense, Kernel
 from ..network.inputs import angles, as_data
@@ -185,21 +186,66 @@ def _walk(net, c: Tensor, width: int, names: tuple, sides, same: Tensor | None =
                 dq2 = [torch.where(same, g1, g2) for g1, g2 in zip(dq1, dq2, strict=True)]
                 dc = [torch.where(same, g1, g) for g1, g in zip(dq1, dc, strict=True)]
         a += 1
-        K, D, pk, pd = partials(act, q1, q2, c)
-        dc_new = [pk[0] * g1 + pk[1] * g2 + pk[2] * g for g1, g2, g in zip(dq1, dq2, dc, strict=True)]
-        dt = [(pd[0] * g1 + pd[1] * g2 + pd[2] * g) * t + D * h
-              for g1, g2, g, h in zip(dq1, dq2, dc, dt, strict=True)]
-        c, t, dc = K, D * t, dc_new
+        K, D, dk, dd = tangents(act, q1, q2, c, dq1, dq2, dc)
+        dt = [g * t + D * h for g, h in zip(dd, dt, strict=True)]
+        c, t, dc = K, D * t, dk
     return c, t, records, dc, dt
 
 
-def partials(act, q1: Tensor, q2: Tensor, c: Tensor):
-    """(K, Kdot, [dK/dq1, dK/dq2, dK/dc], [dKdot/dq1, dKdot/dq2, dKdot/dc]) of ``act`` at
-    the moments, elementwise (module docstring); at rho = +-1 the edge's derivatives."""
+def tangents(act, q1: Tensor, q2: Tensor, c: Tensor, dq1: list, dq2: list, dc: list):
+    """(K, Kdot, [dK], [dKdot]) of ``act`` at the moments, the derivatives along each
+    tangent (dq1, dq2, dc), elementwise (module docstring): forward-mode autograd through a
+    closed form (one pass a tangent), reverse-mode partial derivatives of the quadrature; at
+    rho = +-1 the edge's derivatives."""
     shape = torch.broadcast_shapes(q1.shape, q2.shape, c.shape)
+    if act.is_closed_form:
+        K, D, dk, dd = _forward(act, q1, q2, c, dq1, dq2, dc, shape)
+    else:
+        K, D, pk, pd = _partials(act, q1, q2, c, shape)
+        dk = [pk[0] * g1 + pk[1] * g2 + pk[2] * g for g1, g2, g in zip(dq1, dq2, dc, strict=True)]
+        dd = [pd[0] * g1 + pd[1] * g2 + pd[2] * g for g1, g2, g in zip(dq1, dq2, dc, strict=True)]
+    q1e, q2e, ce = (v.detach().expand(shape) for v in (q1, q2, c))
+    edge = corr_root(q1e, q2e, ce) == 0
+    for g in (*dk, *dd):
+        edge |= ~torch.isfinite(g)
+    if bool(edge.any()):
+        pk, pd = _edge(act, q1e[edge], q2e[edge], ce[edge], D[edge])
+        for k, (g1, g2, g) in enumerate(zip(dq1, dq2, dc, strict=True)):
+            g1, g2, g = (v.expand(shape)[edge] for v in (g1, g2, g))
+            dk[k][edge] = pk[0] * g1 + pk[1] * g2 + pk[2] * g
+            dd[k][edge] = pd[0] * g1 + pd[1] * g2 + pd[2] * g
+    return K, D, dk, dd
+
+
+def _forward(act, q1, q2, c, dq1, dq2, dc, shape):
+    """Forward-mode autograd of a closed form along each tangent (in-place operations, which
+    the closed forms use for speed, carry their tangents along)."""
+    base = [v.detach().expand(shape).contiguous() for v in (q1, q2, c)]
+    if not dc:
+        K, D = act.kernel(*base, check=False)
+        return K, D, [], []
+    dk, dd = [], []
+    with fwAD.dual_level(), warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # (scalar reads of checked tensors)
+        # (torch's first dual tensor loads its decompositions through torch.jit.script,
+        # which warns that it is deprecated: torch's own business)
+        warnings.simplefilter("ignore", DeprecationWarning)
+        for g1, g2, g in zip(dq1, dq2, dc, strict=True):
+            duals = [fwAD.make_dual(v, t.detach().expand(shape).contiguous())
+                     for v, t in zip(base, (g1, g2, g), strict=True)]
+            # (moments from the network's own passes: checked there, and the results after)
+            out = [fwAD.unpack_dual(v) for v in act.kernel(*duals, check=False)]
+            (K, tk), (D, td) = out
+            dk.append(torch.zeros(shape, dtype=K.dtype) if tk is None else tk.clone())
+            dd.append(torch.zeros(shape, dtype=K.dtype) if td is None else td.clone())
+    return K.clone(), D.clone(), dk, dd
+
+
+def _partials(act, q1: Tensor, q2: Tensor, c: Tensor, shape):
+    """(K, Kdot, [dK/dq1, dK/dq2, dK/dc], [dKdot/dq1, dKdot/dq2, dKdot/dc]) by reverse-mode
+    autograd through the quadrature, elementwise."""
     leaves = [v.detach().expand(shape).clone().requires_grad_(True) for v in (q1, q2, c)]
-    # (the closed forms work in place for speed: tensors that autograd saved are copied
-    # before they are overwritten)
+    # (tensors that autograd saved are copied before an in-place operation overwrites them)
     with torch.enable_grad(), warnings.catch_warnings(), \
             torch.autograd.graph.allow_mutation_on_saved_tensors():
         warnings.simplefilter("ignore", UserWarning)  # (scalar reads of checked tensors)
@@ -208,21 +254,15 @@ def partials(act, q1: Tensor, q2: Tensor, c: Tensor):
                   if v.requires_grad else (None,) * 3 for v in (K, D))
     pk = [torch.zeros(shape, dtype=K.dtype) if g is None else g for g in pk]
     pd = [torch.zeros(shape, dtype=K.dtype) if g is None else g for g in pd]
-    K, D = K.detach(), D.detach()
-    q1e, q2e, ce = (v.detach().expand(shape) for v in (q1, q2, c))
-    edge = corr_root(q1e, q2e, ce) == 0
-    for g in (*pk, *pd):
-        edge |= ~torch.isfinite(g)
-    if bool(edge.any()):
-        _edge(act, q1e[edge], q2e[edge], ce[edge], D[edge], edge, pk, pd)
-    return K, D, pk, pd
+    return K.detach(), D.detach(), pk, pd
 
 
-def _edge(act, q1: Tensor, q2: Tensor, c: Tensor, D: Tensor, where: Tensor, pk, pd) -> None:
+def _edge(act, q1: Tensor, q2: Tensor, c: Tensor, D: Tensor):
     """Entries at rho = +-1 (sign of c; c = 0 only with a zero variance): the derivatives of
     g = E[phi(sqrt(q1) z) phi(+-sqrt(q2) z)] and h (the same of phi') in q1 and q2 (``_along``);
     dK = g_q1 dq1 + g_q2 dq2 + Kdot (dc -+ d sqrt(q1 q2)), dKdot = h_q1 dq1 + h_q2 dq2 (a
-    parallel pair stays parallel)."""
+    parallel pair stays parallel). Returns the partial derivatives ([K's], [Kdot's]) in
+    (q1, q2, c) that give these."""
     out = [torch.empty_like(q1) for _ in range(4)]
     for sign in (1.0, -1.0):
         sel = c >= 0 if sign > 0 else c < 0
@@ -233,11 +273,8 @@ def _edge(act, q1: Tensor, q2: Tensor, c: Tensor, D: Tensor, where: Tensor, pk, 
     half1 = torch.where(q1 > 0, 0.5 * root / q1, math.inf)
     half2 = torch.where(q2 > 0, 0.5 * root / q2, math.inf)
     sign = torch.where(c >= 0, 1.0, -1.0).to(q1.dtype)
-    pk[0][where] = out[0] - D * sign * half1
-    pk[1][where] = out[1] - D * sign * half2
-    pk[2][where] = D
-    pd[0][where], pd[1][where] = out[2], out[3]
-    pd[2][where] = 0.0
+    return ([out[0] - D * sign * half1, out[1] - D * sign * half2, D],
+            [out[2], out[3], torch.zeros_like(D)])
 
 
 def _along(act, q1: Tensor, q2: Tensor, sign: float) -> list[Tensor]:

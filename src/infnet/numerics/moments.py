@@ -29,7 +29,7 @@ def _in_range(p: Tensor, q1: Tensor | None = None, q2: Tensor | None = None) -> 
         return True
     if q1 is not None and q2 is not None and 4 * (q1.numel() + q2.numel()) < p.numel():
         return _factor_in_range(q1) and _factor_in_range(q2)
-    lo, hi = torch.aminmax(p)
+    lo, hi = torch.aminmax(p.detach())
     if float(lo) == 0.0 and float(hi) < 1e290 and q1 is not None and q2 is not None:
         # a zero product: a zero factor (fine), or an underflow (not): the factors decide
         return _factor_in_range(q1) and _factor_in_range(q2)
