@@ -105,15 +105,20 @@ def kernel_gradients(net, x1, x2=None, *, wrt=None) -> tuple[Kernel, dict[str, K
     norms1, norms2 = (sq1 * d).sqrt(), (sq2 * d).sqrt()
     for i in range(0, n1, rows):
         sel = slice(i, i + rows)
+        cols = slice(i if symmetric else 0, n2)  # (symmetric: the upper part, mirrored)
         view1 = [(q[sel, None], [t[sel, None] for t in dq]) for q, dq in rec1]
-        view2 = [(q[None, :], [t[None, :] for t in dq]) for q, dq in rec2]
-        c = x1[sel] @ x2.T / d
+        view2 = [(q[None, cols], [t[None, cols] for t in dq]) for q, dq in rec2]
+        b = x2[cols]
+        c = x1[sel] @ b.T / d
         # duplicated inputs (angle 0 from the chord, equal norms): kept exactly parallel
-        theta = angles(x1[sel] @ x2.T, x1[sel], x2, norms1[sel], norms2)
-        same = (theta == 0) & (sq1[sel, None] == sq2[None, :])
+        theta = angles(x1[sel] @ b.T, x1[sel], b, norms1[sel], norms2[cols])
+        same = (theta == 0) & (sq1[sel, None] == sq2[None, cols])
         _, _, _, dc, dt = _walk(net, c, d, names, (view1, view2), same)
         for k, name in enumerate(names):
-            out[name][0][sel], out[name][1][sel] = dc[k], dt[k]
+            for g, tile in zip(out[name], (dc[k], dt[k]), strict=True):
+                g[sel, cols] = tile
+                if symmetric:
+                    g[cols, sel] = tile.T
     grads = {}
     for k, name in enumerate(names):
         g_nngp, g_ntk = out[name]

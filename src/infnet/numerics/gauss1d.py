@@ -30,7 +30,7 @@ def _breaks_1d(scales: Sequence[tuple[Tensor, Sequence[float]]]) -> Tensor:
     fixed = torch.tensor([-RADIUS, -6.0, -3.0, 0.0, 3.0, 6.0, RADIUS], dtype=s0.dtype,
                          device=s0.device).expand(s0.shape[0], 7)
     z = [fixed]
-    top = max((float(s.max()) for s, _ in scales if s.numel()), default=0.0) * RADIUS
+    top = max((float(s.detach().max()) for s, _ in scales if s.numel()), default=0.0) * RADIUS
     count = max(0, math.ceil(math.log2(top / _SCALE_MIN))) if top > _SCALE_MIN else 0
     scale_breaks = [_SCALE_MIN * 2.0**k for k in range(count)]
     for s, kinks in scales:
