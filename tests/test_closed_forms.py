@@ -366,3 +366,38 @@ def test_gaussian_overflow_is_an_error_not_nan():
         act.kernel(torch.tensor([0.1, 2.0], dtype=DTYPE), 0.1, 0.0)
     K, Kdot = act.kernel(0.5, 0.5, 0.0)  # finite: (1 - 0.4)^-1
     assert abs(float(K) - 1 / 0.6) <= 1e-12 and float(Kdot) == 0.0
+
+
+@pytest.mark.parametrize("scale", [1.0, 0.3, 4.0])
+def test_erf_output_angle_in_closed_form(scale):
+    """The angle of two erf outputs, arccos(A / sqrt(A1 A2)) with A = asin(2 b^2 c /
+    sqrt((1 + 2 b^2 q1)(1 + 2 b^2 q2))), against the same formula in 50-digit arithmetic, also
+    within 1e-12 of 0 and pi where float64's arccos would have lost all digits; equal variances
+    at angle 0 stay exactly at 0, a zero variance is at pi/2. (Nearly parallel pairs whose
+    variances differ slightly go to the generic rule: not asserted here.)"""
+    mpmath = pytest.importorskip("mpmath")
+    mpmath.mp.dps = 50
+    act = infnet.activation("erf", scale=scale)
+
+    def want(q1, q2, theta):
+        q1, q2, th = mpmath.mpf(q1), mpmath.mpf(q2), mpmath.mpf(theta)
+        b2 = mpmath.mpf(scale) ** 2
+        p1, p2 = 1 + 2 * b2 * q1, 1 + 2 * b2 * q2
+        a = mpmath.asin(2 * b2 * mpmath.sqrt(q1 * q2) * mpmath.cos(th) / mpmath.sqrt(p1 * p2))
+        return mpmath.acos(a / mpmath.sqrt(mpmath.asin(2 * b2 * q1 / p1) * mpmath.asin(2 * b2 * q2 / p2)))
+
+    for q1, q2 in [(1.0, 1.0), (0.3, 2.0), (50.0, 50.0), (1e-4, 1e-4), (1e3, 2e3)]:
+        for theta in [1e-12, 1e-8, 1e-4, 0.3, 1.5, 3.0, math.pi - 1e-6, math.pi - 1e-11]:
+            t = torch.tensor([theta], dtype=torch.float64)
+            Q1, Q2 = (torch.tensor([v], dtype=torch.float64) for v in (q1, q2))
+            out = act.pair_map(Q1, Q2, (Q1 * Q2).sqrt() * torch.cos(t), t,
+                               act.diagonal_kernel(Q1)[0], act.diagonal_kernel(Q2)[0])[2]
+            ref = float(want(q1, q2, theta))
+            assert abs(float(out[0]) - ref) <= 1e-13 * ref, (q1, q2, theta)
+    one = torch.tensor([2.0], dtype=torch.float64)
+    zero = torch.zeros(1, dtype=torch.float64)
+    q_out = act.diagonal_kernel(one)[0]
+    assert float(act.pair_map(one, one, one, zero, q_out, q_out)[2]) == 0.0
+    out = act.pair_map(zero, one, zero, torch.full((1,), math.pi / 2, dtype=torch.float64),
+                       zero, act.diagonal_kernel(one)[0])[2]
+    assert float(out[0]) == pytest.approx(math.pi / 2, abs=1e-15)

@@ -203,6 +203,12 @@ class Activation:
             K, Kdot = self._checked(self.gain**2 * K, self.gain**2 * Kdot, q1, q2)
             if out is None:  # an angle form that leaves the output angle to the generic rule
                 out = numerical.output_angle(self, K, q1, q2, theta, q1_out, q2_out)
+            elif bool(out.isnan().any()):  # ... or some of it (NaN: its formula lost digits)
+                lost = out.isnan()
+                out = out.clone()
+                out[lost] = numerical.output_angle(
+                    self, *(t.expand(lost.shape)[lost] for t in (K, q1, q2, theta,
+                                                                  q1_out, q2_out)))
             return K, Kdot, out
         if self.closed_form is not None:
             K, Kdot = self.kernel(q1, q2, c)

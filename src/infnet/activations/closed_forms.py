@@ -123,9 +123,49 @@ def erf(q1, q2, c, *, scale: float):
 
 def erf_angle(q1, q2, theta, *, scale: float):
     """``erf`` from the angle of the pair (s = sqrt(q1 q2) sin theta, exact near rho = +-1,
-    where q1 q2 - c^2 has lost it); the output angle is left to the generic rule (None)."""
+    where q1 q2 - c^2 has lost it), with the output angle in closed form (``_erf_out``)."""
     r = geometric_mean(q1, q2)
-    return (*_erf(q1, q2, r * torch.cos(theta), r * sin_of_angle(theta), scale), None)
+    c, s = r * torch.cos(theta), r * sin_of_angle(theta)
+    k, kdot = _erf(q1, q2, c, s, scale)
+    return k, kdot, _erf_out(q1, q2, c, s, scale)
+
+
+def _erf_out(q1, q2, c, s, scale):
+    """The angle of two erf outputs without cancellation near rho' = +-1.
+
+    With P_i = 1 + 2 b^2 q_i, r_i = 2 b^2 q_i / P_i, r = 2 b^2 |c| / sqrt(P1 P2) and
+    A_i = asin(r_i), A = asin(r), the output correlation is +-A / sqrt(A1 A2), and
+    sqrt(A1 A2) - A = [(A1 - A) + (A2 - A) - (sqrt A1 - sqrt A2)^2] / 2, each difference of
+    arcsines asin(x) - asin(y) = asin((x^2 - y^2) / (x sqrt(1 - y^2) + y sqrt(1 - x^2))), whose
+    x^2 - y^2 have closed forms in s^2 = q1 q2 - c^2 (no difference of nearly equal numbers):
+    r_1^2 - r^2 = 4 b^4 (q1 (q1 - q2) + s^2 P1) / (P1^2 P2) and
+    r_1^2 - r_2^2 = 4 b^4 (q1 - q2)(q1 + q2 + 4 b^2 q1 q2) / (P1 P2)^2. (When q1 and q2 differ
+    the square is not small but neither is 1 - rho'.) A zero output is at angle pi/2."""
+    b2 = scale * scale
+    p1, p2 = 1 + 2 * b2 * q1, 1 + 2 * b2 * q2
+    r1, r2 = 2 * b2 * q1 / p1, 2 * b2 * q2 / p2
+    r = 2 * b2 * c.abs() / (p1 * p2).sqrt()
+    root1, root2 = (((1 + v) / pv).sqrt() for v, pv in ((r1, p1), (r2, p2)))  # sqrt(1 - r_i^2)
+    root = (1 + 2 * b2 * (q1 + q2) + 4 * b2 * b2 * s * s).sqrt() / (p1 * p2).sqrt()  # sqrt(1 - r^2)
+    a1, a2, a = torch.asin(r1), torch.asin(r2), torch.asin(r)
+    d1 = torch.asin(4 * b2 * b2 * (q1 * (q1 - q2) + s * s * p1) / (p1 * p1 * p2)
+                    / (r1 * root + r * root1).clamp(min=1e-300))
+    d2 = torch.asin(4 * b2 * b2 * (q2 * (q2 - q1) + s * s * p2) / (p2 * p2 * p1)
+                    / (r2 * root + r * root2).clamp(min=1e-300))
+    d12 = torch.asin(4 * b2 * b2 * (q1 - q2) * (q1 + q2 + 4 * b2 * q1 * q2) / (p1 * p2) ** 2
+                     / (r1 * root2 + r2 * root1).clamp(min=1e-300))
+    norm = (a1 * a2).sqrt()
+    spread = d12 / (a1.sqrt() + a2.sqrt()).clamp(min=1e-300)
+    twice = d1 + d2 - spread * spread  # 2 (sqrt(A1 A2) - A)
+    near = twice / 2 / norm  # 1 - |rho'|
+    far = 1 + a / norm  # 1 + |rho'|
+    positive = c >= 0
+    out = angle_out(torch.where(positive, near, far), torch.where(positive, far, near))
+    out = torch.where(norm > 0, out, PI / 2)
+    # nearly equal variances and nearly parallel: d1 ~ -d2 cancel; NaN sends those entries to
+    # the generic rule (``Activation.pair_map``)
+    lost = (d1.abs() + d2.abs()) > 1e3 * twice.abs()
+    return torch.where(lost & (norm > 0), math.nan, out)
 
 
 def _erf(q1, q2, c, s, scale):
