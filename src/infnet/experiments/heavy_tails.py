@@ -107,8 +107,8 @@ def learned_network(x: torch.Tensor, y: torch.Tensor):
     from sklearn.gaussian_process import GaussianProcessRegressor
     from sklearn.gaussian_process.kernels import WhiteKernel
 
-    # (bounds that keep the pre-activation variances moderate: beyond them the erf network's
-    # near-parallel pairs need quadratures for their output angles, tens of seconds a step)
+    # (bounds that keep the optimizer away from saturated networks, whose erf units are sign
+    # functions: the search stays where the data can tell values apart)
     kernel = NetworkKernel(ACTIVATION, DEPTH, w_std=W_STD, b_std=B_STD, w_std_bounds=(0.1, 5.0),
                            b_std_bounds=(1e-3, 3.0)) + WhiteKernel(NOISE, (1e-6, 1e1))
     with warnings.catch_warnings():  # (an optimum at a bound is a result here, not a fault)
