@@ -20,8 +20,9 @@ SMALL = {
     2: [("torch.randn(20, 3, 32, 32", "torch.randn(3, 3, 8, 8"), ("depth=8", "depth=2"),
         ("finite(128, in_features=(3, 32, 32)", "finite(4, in_features=(3, 32, 32)")],
     3: [("digits_sphere(700), test_size=200 / 700", "digits_sphere(120), test_size=40 / 120")],
-    4: [("net.finite(1024", "net.finite(64"), ("width=512, n_samples=50", "width=64, n_samples=4")],
-    5: [("torch.randn(5000, 784", "torch.randn(300, 20"), ("torch.randn(5000, 10", "torch.randn(300, 2"),
+    4: [("size=(100, 3)", "size=(30, 3)"), ("n_restarts_optimizer=2", "n_restarts_optimizer=0")],
+    5: [("net.finite(1024", "net.finite(64"), ("width=512, n_samples=50", "width=64, n_samples=4")],
+    6: [("torch.randn(5000, 784", "torch.randn(300, 20"), ("torch.randn(5000, 10", "torch.randn(300, 2"),
         ("tile=2048", "tile=128"), ("workers=2", "workers=1")],
 }
 
