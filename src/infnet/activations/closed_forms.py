@@ -13,7 +13,7 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-from ..numerics.moments import corr_angle, corr_root, geometric_mean, sin_of_angle
+from ..numerics.moments import corr_angle, corr_gap, corr_root, geometric_mean, sin_of_angle
 
 Tensor = torch.Tensor
 PI = math.pi
@@ -118,7 +118,15 @@ def sign(q1, q2, c):
 def erf(q1, q2, c, *, scale: float):
     """phi = erf(b x) (Williams 1997): K = (2/pi) arcsin(2 b^2 c / sqrt((1+2b^2 q1)(1+2b^2 q2))),
     Kdot = (4 b^2 / pi) / sqrt((1+2b^2 q1)(1+2b^2 q2) - 4 b^4 c^2)."""
-    return _erf(q1, q2, c, corr_root(q1, q2, c), scale)
+    gap = corr_gap(q1, q2, c)
+    if gap is None:  # products beyond float64: the scaled root
+        return _erf(q1, q2, c, corr_root(q1, q2, c), scale)
+    # root^2 = 1 + 2 b^2 (q1 + q2) + 4 b^4 s^2 formed directly (one square root, no hypot:
+    # the map of every entry of a pooled CNN's covariances)
+    b2 = scale * scale
+    root = gap.mul_(4 * b2 * b2).add_((0.5 + 2 * b2 * q1) + (0.5 + 2 * b2 * q2)).sqrt_()
+    k = torch.atan2(2 * b2 * c, root).mul_(2 / PI)
+    return k, root.reciprocal_().mul_(4 * b2 / PI)
 
 
 def erf_angle(q1, q2, theta, *, scale: float):

@@ -72,6 +72,15 @@ def corr_root(q1: Tensor, q2: Tensor, c: Tensor) -> Tensor:
     return (q1 * q2 - c * c).clamp_(min=0.0).sqrt_() * m
 
 
+def corr_gap(q1: Tensor, q2: Tensor, c: Tensor) -> Tensor | None:
+    """q1 q2 - c^2 (>= 0), the square of ``corr_root`` without its square root, where the
+    products stay inside float64; None where they do not (then use ``corr_root``)."""
+    p = q1 * q2
+    if not _in_range(p, q1, q2):
+        return None
+    return (p - c * c).clamp_(min=0.0)
+
+
 def corr_angle(q1: Tensor, q2: Tensor, c: Tensor) -> tuple[Tensor, Tensor]:
     """(sqrt(q1 q2 - c^2), theta): theta = arccos(c / sqrt(q1 q2)) via atan2, exact at rho = +-1
     (q1 q2 - c^2 is exactly 0 when c = q1 = q2). The moments are first divided by a power of
