@@ -72,7 +72,7 @@ def test_exact_gp_trains_and_matches_gp_inference():
         opt.step()
         losses.append(float(loss))
     assert losses[-1] < losses[0] - 0.1
-    w, b = float(m.covar_module.w_std), float(m.covar_module.b_std)
+    w, b = float(m.covar_module.w_std.detach()), float(m.covar_module.b_std.detach())
     assert abs(w - 1.4) < 0.4 and abs(b - 0.5) < 0.4
     m.eval()
     likelihood.eval()
