@@ -70,7 +70,7 @@ def test_exact_gp_trains_and_matches_gp_inference():
         loss = -mll(m(x), y)
         loss.backward()
         opt.step()
-        losses.append(float(loss))
+        losses.append(loss.item())
     assert losses[-1] < losses[0] - 0.1
     w, b = float(m.covar_module.w_std.detach()), float(m.covar_module.b_std.detach())
     assert abs(w - 1.4) < 0.4 and abs(b - 0.5) < 0.4
