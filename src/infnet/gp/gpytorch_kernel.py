@@ -29,8 +29,8 @@ class _KernelMatrix(torch.autograd.Function):
                 "gradients with respect to the inputs are not implemented: the kernel "
                 "differentiates w_std and b_std (fit the hyperparameters; to optimize an "
                 "acquisition function over inputs use a kernel with input gradients)")
-        net = fc(spec["activation"], spec["depth"], w_std=float(w_std), b_std=float(b_std),
-                 parameterization=spec["parameterization"])
+        net = fc(spec["activation"], spec["depth"], w_std=float(w_std.detach()),
+                 b_std=float(b_std.detach()), parameterization=spec["parameterization"])
         wanted = [n for n, t in zip(NAMES, (w_std, b_std), strict=True) if t.requires_grad]
         a = x1.detach().to(torch.float64)
         if diag:
