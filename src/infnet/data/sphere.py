@@ -176,7 +176,9 @@ def on_sphere(x, *, name: str = "x", normalize: bool = True) -> np.ndarray:
     if zero.any():
         raise ValueError(f"{name} row {int(np.argmax(zero))} is the zero vector, which has no "
                          f"direction on the sphere ({int(zero.sum())} such rows); remove them")
-    norms = scale * np.linalg.norm(x / scale[:, None], axis=1)
+    unit = x / scale[:, None]  # (exact for subnormal rows too, whose norms would lose bits)
+    scaled = np.linalg.norm(unit, axis=1)
+    norms = scale * scaled
     off = np.abs(norms - 1.0) > rtol
     if off.any():
         msg = (f"{int(off.sum())} of {len(x)} rows of {name} do not have unit norm (norms "
@@ -185,7 +187,7 @@ def on_sphere(x, *, name: str = "x", normalize: bool = True) -> np.ndarray:
             raise ValueError(msg + "; divide each row by its norm: x / |x|")
         warnings.warn(msg + "; each row was divided by its norm (pass x / |x| to silence "
                       "this)", UserWarning, stacklevel=2)
-    return np.ascontiguousarray(x / norms[:, None])
+    return np.ascontiguousarray(unit / scaled[:, None])
 
 
 def check_labels(y, n_samples: int | None = None) -> np.ndarray:
