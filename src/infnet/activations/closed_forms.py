@@ -125,8 +125,7 @@ def erf(q1, q2, c, *, scale: float):
     # the map of every entry of a pooled CNN's covariances)
     b2 = scale * scale
     root = gap.mul_(4 * b2 * b2).add_((0.5 + 2 * b2 * q1) + (0.5 + 2 * b2 * q2)).sqrt_()
-    k = torch.atan2(2 * b2 * c, root).mul_(2 / PI)
-    return k, root.reciprocal_().mul_(4 * b2 / PI)
+    return _erf_maps(c, root, b2)
 
 
 def erf_angle(q1, q2, theta, *, scale: float):
@@ -183,6 +182,11 @@ def _erf(q1, q2, c, s, scale):
     # (the sum of variances on the variances' own, often smaller, broadcast shapes)
     total = ((0.5 + 2 * b2 * q1) + (0.5 + 2 * b2 * q2)).sqrt_()
     root = torch.hypot(total, 2 * b2 * s)
+    return _erf_maps(c, root, b2)
+
+
+def _erf_maps(c, root, b2):
+    """(K, Kdot) of erf from root = sqrt((1 + 2b^2 q1)(1 + 2b^2 q2) - 4b^4 c^2)."""
     k = torch.atan2(2 * b2 * c, root).mul_(2 / PI)
     return k, root.reciprocal_().mul_(4 * b2 / PI)
 

@@ -109,9 +109,10 @@ def kernel_gradients(net, x1, x2=None, *, wrt=None) -> tuple[Kernel, dict[str, K
         view1 = [(q[sel, None], [t[sel, None] for t in dq]) for q, dq in rec1]
         view2 = [(q[None, cols], [t[None, cols] for t in dq]) for q, dq in rec2]
         b = x2[cols]
-        c = x1[sel] @ b.T / d
+        gram = x1[sel] @ b.T
+        c = gram / d
         # duplicated inputs (angle 0 from the chord, equal norms): kept exactly parallel
-        theta = angles(x1[sel] @ b.T, x1[sel], b, norms1[sel], norms2[cols])
+        theta = angles(gram, x1[sel], b, norms1[sel], norms2[cols])  # (overwrites gram)
         same = (theta == 0) & (sq1[sel, None] == sq2[None, cols])
         _, _, _, dc, dt = _walk(net, c, d, names, (view1, view2), same)
         for k, name in enumerate(names):
