@@ -176,7 +176,7 @@ def on_sphere(x, *, name: str = "x", normalize: bool = True) -> np.ndarray:
     if zero.any():
         raise ValueError(f"{name} row {int(np.argmax(zero))} is the zero vector, which has no "
                          f"direction on the sphere ({int(zero.sum())} such rows); remove them")
-    unit = x / scale[:, None]  # (exact for subnormal rows too, whose norms would lose bits)
+    unit = x / scale[:, None]  # (exact, for subnormal rows too)
     scaled = np.linalg.norm(unit, axis=1)
     norms = scale * scaled
     off = np.abs(norms - 1.0) > rtol
@@ -187,7 +187,12 @@ def on_sphere(x, *, name: str = "x", normalize: bool = True) -> np.ndarray:
             raise ValueError(msg + "; divide each row by its norm: x / |x|")
         warnings.warn(msg + "; each row was divided by its norm (pass x / |x| to silence "
                       "this)", UserWarning, stacklevel=2)
-    return np.ascontiguousarray(unit / scaled[:, None])
+    # rows of tiny entries are divided in their scaled form (their norm would lose bits),
+    # the others by their norms (a row of norm 1 comes back as it is)
+    tiny = scale < 1e-290
+    out = x / np.where(tiny, 1.0, norms)[:, None]
+    out[tiny] = unit[tiny] / scaled[tiny, None]
+    return np.ascontiguousarray(out)
 
 
 def check_labels(y, n_samples: int | None = None) -> np.ndarray:
