@@ -21,6 +21,7 @@ from . import checks, numerical
 from .checks import Singularity, _check_moments
 
 Tensor = torch.Tensor
+
 KernelFn = Callable[..., tuple[Tensor, Tensor]]
 
 
@@ -101,6 +102,8 @@ class Activation:
         """phi'(x): the given derivative, else autograd (a kink gets a one-sided value)."""
         if self.derivative_fn is not None:
             g = self.derivative_fn(x, **self.params)
+        elif numerical.tangent(x) is not None:  # forward-mode dual: phi'' times its tangent
+            g = numerical.dual_derivative(self, x)
         else:
             # an input that is itself differentiated (the hyperparameter gradients of
             # ``infnet.gp``) keeps its graph, so that phi'' follows; otherwise a leaf copy
@@ -214,7 +217,7 @@ class Activation:
             K, Kdot = self.kernel(q1, q2, c)
         else:
             q1c, q2c, cc = _check_moments(q1, q2, c)
-            K, Kdot = self._checked(*self.numerical_kernel(q1c, q2c, cc, theta=theta), q1c, q2c)
+            K, Kdot = self._checked(*numerical.pair_kernel(self, q1c, q2c, cc, theta), q1c, q2c)
         return K, Kdot, numerical.output_angle(self, K, q1, q2, theta, q1_out, q2_out)
 
     def diagonal_kernel(self, q) -> tuple[Tensor, Tensor]:

@@ -12,10 +12,12 @@ from __future__ import annotations
 import math
 
 import torch
+import torch.autograd.forward_ad as fwAD
 
 from ..numerics import gauss1d, quadrature
 from ..numerics.moments import corr_angle
 from .checks import _check_moments
+from .series import TileSeries, supports_series
 
 Tensor = torch.Tensor
 
@@ -39,6 +41,31 @@ def numerical_kernel(act, q1, q2, c, nodes_angle: int | None = None,
         theta=theta, label=f"E[phi(u) phi(v)] or E[phi'(u) phi'(v)] of {act.name!r}",
         **_nodes(nodes_angle, nodes_radius))
     return K, Kdot
+
+
+#: the truncation bound of the Hermite series on pairs of fully-connected inputs, relative to
+#: the kernels' scale: below the rounding of the coefficients (~1e-15), so that the series
+#: agrees with the quadrature it replaces to a few 1e-15
+PAIR_TOLERANCE = 1e-14
+
+
+def pair_kernel(act, q1, q2, c, theta) -> tuple[Tensor, Tensor]:
+    """(K, Kdot) of pairs of inputs with variances q1, q2 (broadcasting against c: rows and
+    columns of a tile) and angle theta, without a closed form: the Hermite series of a smooth
+    unit (``series.TileSeries``: coefficients once per input, then sums over the tile),
+    the polar quadrature for a kinked one and for the entries the series cannot bound."""
+    if supports_series(act):
+        out = TileSeries(act, q1, q2, tolerance=PAIR_TOLERANCE).kernel(c)
+        if out is not None:
+            K, Kdot, uncertain = out
+            K, Kdot = (t.expand(c.shape).clone() for t in (K, Kdot))
+            if uncertain is not None and bool(uncertain.any()):
+                sel = uncertain.expand(c.shape)
+                K[sel], Kdot[sel] = numerical_kernel(
+                    act, *(t.expand(c.shape)[sel] for t in (q1, q2, c)),
+                    theta=theta.expand(c.shape)[sel])
+            return K, Kdot
+    return numerical_kernel(act, q1, q2, c, theta=theta)
 
 
 def output_angle(act, K, q1, q2, theta, q1_out, q2_out) -> Tensor:
@@ -79,3 +106,25 @@ def diagonal_kernel(act, q: Tensor) -> tuple[Tensor, Tensor]:
 def _nodes(nodes_angle, nodes_radius) -> dict:
     return {"nodes_angle": nodes_angle or quadrature.NODES_ANGLE,
             "nodes_radius": nodes_radius or quadrature.NODES_RADIUS}
+
+
+def tangent(x) -> Tensor | None:
+    """The forward-mode tangent of x (None: not a dual tensor)."""
+    return fwAD.unpack_dual(x).tangent if torch.is_tensor(x) else None
+
+
+def dual_derivative(act, x: Tensor) -> Tensor:
+    """phi'(x) of ``act`` at a forward-mode dual x (the hyperparameter tangents of ``infnet.gp``
+    through a Hermite series), where phi' comes from autograd: phi' and phi'' of its primal by
+    reverse mode, joined into the dual phi'(x) + phi''(x) dx (reverse mode alone would drop
+    the tangent). The gain is the caller's."""
+    primal, dx = fwAD.unpack_dual(x)
+    with torch.enable_grad():
+        leaf = primal.detach().requires_grad_(True)
+        y = act.fn(leaf, **act.params)
+        if not y.requires_grad:
+            return torch.zeros_like(primal)
+        g = torch.autograd.grad(y.sum(), leaf, create_graph=True)[0]
+        h = torch.autograd.grad(g.sum(), leaf, allow_unused=True)[0] if g.requires_grad else None
+    h = torch.zeros_like(primal) if h is None else h
+    return fwAD.make_dual(g.detach(), h * dx)

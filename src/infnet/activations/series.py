@@ -1,5 +1,6 @@
 """The kernel maps of a smooth activation without a closed form as Hermite series, for tiles
-of pairs whose variances differ from position to position (spatial networks).
+of pairs whose variances differ from pair to pair (the positions of spatial networks, the
+inputs of different norms of fully-connected ones: ``numerical.pair_kernel``).
 
 K = sum_k a_k(q1) a_k(q2) rho^k and Kdot = sum_k d_k(q1) d_k(q2) rho^k, a_k and d_k the
 Hermite coefficients of phi(sqrt(q) z) and phi'(sqrt(q) z) (``numerics.hermite``). A
@@ -67,9 +68,11 @@ class Series:
         return self.a.shape[0] - 1
 
     @classmethod
-    def build(cls, act, q: Tensor, degree: int | None = None) -> Series:
+    def build(cls, act, q: Tensor, degree: int | None = None,
+              resolved: float = RESOLVED) -> Series:
         """The coefficients at the variances q (any shape), up to ``degree`` or else the
-        first of ``DEGREES`` that resolves every position (module docstring)."""
+        first of ``DEGREES`` whose tails are below ``resolved`` at every position (module
+        docstring)."""
         flat = q.reshape(-1)
         deg = DEGREES[0] if degree is None else degree
         while True:
@@ -79,10 +82,10 @@ class Series:
                 coef.append(c)
                 tails.append(t.sqrt_())
             tail = torch.maximum(*tails)
-            if degree is not None or float(tail[:, -1].max()) <= RESOLVED \
+            if degree is not None or float(tail[:, -1].max()) <= resolved \
                     or deg == DEGREES[-1]:
                 break
-            deg = _next_degree(tail.max(dim=0).values, deg)
+            deg = _next_degree(tail.max(dim=0).values, deg, resolved)
         shape = (deg + 1, *q.shape)
         a, d = (c.T.contiguous().reshape(shape) for c in coef)
         good = (tail[:, -1] <= ACCURATE)[:, None]
@@ -92,13 +95,13 @@ class Series:
         return cls(a, d, inv, wa, wd, tails[0][:, -1].reshape(q.shape),
                    tails[1][:, -1].reshape(q.shape))
 
-    @property
-    def resolution(self) -> int:
-        """The first degree of ``DEGREES`` (up to this one's) that resolves every position."""
+    def resolution(self, resolved: float = RESOLVED) -> int:
+        """The first degree of ``DEGREES`` (up to this one's) whose tails are below
+        ``resolved`` at every position."""
         if bool(self.unresolved().any()):
             return self.degree
         for d in DEGREES:
-            if d < self.degree and max(float(self.wa[d]), float(self.wd[d])) <= RESOLVED:
+            if d < self.degree and max(float(self.wa[d]), float(self.wd[d])) <= resolved:
                 return d
         return self.degree
 
@@ -157,14 +160,17 @@ class SeriesCache:
 class TileSeries:
     """The series of both sides of a tile (variances q1, q2 broadcasting against its
     covariances), at one degree. With a ``cache`` and the sides' ``keys`` (an input block
-    and a layer each), a side built for an earlier tile is reused."""
+    and a layer each), a side built for an earlier tile is reused. ``tolerance``: the
+    truncation bound accepted (``TOLERANCE``; the sides are resolved to its square root)."""
 
     def __init__(self, act, q1: Tensor, q2: Tensor, cache: SeriesCache | None = None,
-                 keys: tuple | None = None):
+                 keys: tuple | None = None, tolerance: float = TOLERANCE):
         self.act, self.q = act, (q1, q2)
         self.cache, self.keys = cache, keys
+        self.tolerance, self.resolved_to = tolerance, math.sqrt(tolerance)
         sides = [self._side(i, None) for i in range(2)]
-        top = max(s.resolution for s in sides)  # (a cached side may have more terms)
+        # (a cached side may have more terms)
+        top = max(s.resolution(self.resolved_to) for s in sides)
         sides = [self._side(i, top) if s.degree < top else s for i, s in enumerate(sides)]
         self.sides = tuple(s.truncated(top) if s.degree > top else s for s in sides)
         self.unresolved = tuple(s.unresolved() for s in self.sides)
@@ -175,11 +181,12 @@ class TileSeries:
         else built (at ``degree``, or at the resolution) and cached."""
         q = self.q[i]
         if self.cache is None:
-            return Series.build(self.act, q, degree)
-        key = (*self.keys[i], q.numel())  # (rows and columns of one block share it)
+            return Series.build(self.act, q, degree, self.resolved_to)
+        # (rows and columns of one block share it)
+        key = (*self.keys[i], q.numel(), self.tolerance)
         s = self.cache.get(key, degree or 0)
         if s is None:
-            s = Series.build(self.act, q, degree)
+            s = Series.build(self.act, q, degree, self.resolved_to)
             self.cache.put(key, s)
         return s if s.a.shape[1:] == q.shape else s.viewed(q.shape)
 
@@ -198,24 +205,24 @@ class TileSeries:
         skip = None if self.resolved else tuple(
             u if index is None else _slab(u, index, 0) for u in self.unresolved)
         ta1, td1, ta2, td2 = s1.wa, s1.wd, s2.wa, s2.wd
-        ka, kd = _degree(ta1 * ta2, r), _degree(td1 * td2, r)
+        tol = self.tolerance
+        ka, kd = _degree(ta1 * ta2, r, tol), _degree(td1 * td2, r, tol)
         uncertain = None
         if skip is not None and bool(skip[0].any() or skip[1].any()):
             uncertain = (skip[0] | skip[1]).expand(rho.shape)
         if ka is None or kd is None:  # rho near +-1 at a position resolved only to ACCURATE
             ka = kd = s1.degree
             power = rho.abs().pow_(ka + 1)
-            beyond = ((power * (s1.pa * s2.pa) > TOLERANCE)
-                      | (power * (s1.pd * s2.pd) > TOLERANCE))
+            beyond = ((power * (s1.pa * s2.pa) > tol) | (power * (s1.pd * s2.pd) > tol))
             uncertain = beyond if uncertain is None else uncertain | beyond
         low = SPLIT if r > SPLIT else None
-        la, ld = (None, None) if low is None else (_degree(ta1 * ta2, low),
-                                                   _degree(td1 * td2, low))
+        la, ld = (None, None) if low is None else (_degree(ta1 * ta2, low, tol),
+                                                   _degree(td1 * td2, low, tol))
         return (hermite.horner(s1.a, s2.a, rho, ka, la, SPLIT),
                 hermite.horner(s1.d, s2.d, rho, kd, ld, SPLIT), uncertain)
 
 
-def _next_degree(worst: Tensor, degree: int) -> int:
+def _next_degree(worst: Tensor, degree: int, resolved: float = RESOLVED) -> int:
     """The degree of ``DEGREES`` to try after ``degree``, whose largest tails are ``worst``:
     the one that the decay of the tails, log t ~ a - b sqrt(k) over the second half of the
     degrees (smooth units: a strip of analyticity), predicts to be enough (at least the
@@ -228,15 +235,15 @@ def _next_degree(worst: Tensor, degree: int) -> int:
     later = [d for d in DEGREES if d > degree]
     if not slope < 0:
         return later[0]
-    need = (math.log(RESOLVED) - float(logs[-1])) / slope + math.sqrt(degree)
+    need = (math.log(resolved) - float(logs[-1])) / slope + math.sqrt(degree)
     return next((d for d in later if math.sqrt(d) >= 1.1 * need), later[-1])
 
 
-def _degree(tails: Tensor, r: float) -> int | None:
-    """The smallest k with r^(k+1) tails[k] <= TOLERANCE, or None."""
+def _degree(tails: Tensor, r: float, tolerance: float = TOLERANCE) -> int | None:
+    """The smallest k with r^(k+1) tails[k] <= tolerance, or None."""
     k = torch.arange(tails.shape[0], dtype=tails.dtype, device=tails.device)
     bound = tails * (r ** (k + 1)) if r > 0 else torch.zeros_like(tails)
-    ok = (bound <= TOLERANCE).nonzero()
+    ok = (bound <= tolerance).nonzero()
     return int(ok[0]) if ok.numel() else None
 
 

@@ -40,13 +40,43 @@ def nodes_for(degree: int) -> int:
     return 4 * degree + 16
 
 
+def gauss_hermite(m: int) -> tuple[np.ndarray, np.ndarray]:
+    """The m-point Gauss rule of the standard normal: nodes and weights (summing to 1), to
+    rounding at any m. SciPy's nodes (asymptotic formulas beyond 150 points, whose weights
+    are off by up to 3e-14) take one Newton step, and the weights are 1 / (m h_{m-1}(z)^2)
+    with h_k the orthonormal Hermite polynomials, by their recurrence rescaled as it grows
+    (h_{m-1} overflows float64 at the outer nodes, whose weights are below 1e-300)."""
+    z, _ = scipy.special.roots_hermitenorm(m)
+    h, h_prev, logs = _orthonormal_pair(z, m)
+    z = z - h / (math.sqrt(m) * h_prev)  # h_m' = sqrt(m) h_{m-1}
+    _, h_prev, logs = _orthonormal_pair(z, m)
+    logw = -2.0 * (np.log(np.abs(h_prev)) + logs)
+    w = np.exp(logw - logw.max())
+    w = (w + w[::-1]) / 2  # the rule is symmetric
+    z = (z - z[::-1]) / 2
+    return z, w / w.sum()
+
+
+def _orthonormal_pair(z: np.ndarray, m: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(h_m(z), h_{m-1}(z)) both divided by exp(logs), and logs."""
+    prev, cur, logs = np.zeros_like(z), np.ones_like(z), np.zeros_like(z)
+    for k in range(m):
+        prev, cur = cur, (z * cur - math.sqrt(k) * prev) / math.sqrt(k + 1)
+        size = np.maximum(np.abs(cur), np.abs(prev))
+        big = size > 1e100
+        if big.any():
+            prev[big] /= size[big]
+            cur[big] /= size[big]
+            logs[big] += np.log(size[big])
+    return cur, prev, logs
+
+
 @functools.lru_cache(maxsize=16)
 def _rule(degree: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Nodes z_m, weights w_m (summing to 1) of the standard normal, and the matrix
     (degree + 1, M) of w_m h_k(z_m)."""
     m = nodes_for(degree)
-    z, w = scipy.special.roots_hermitenorm(m)
-    w = w / w.sum()
+    z, w = gauss_hermite(m)
     root = np.sqrt(w)
     g = np.empty((degree + 1, m))  # sqrt(w_m) h_k(z_m): bounded (an orthogonal matrix's rows)
     g[0] = root
@@ -95,8 +125,9 @@ def horner(a: Tensor, b: Tensor, rho: Tensor, degree: int, low: int | None = Non
     most correlated few, which alone need the high degree."""
     shape = rho.shape
     a, b, rho = _as_matrix(a[:degree + 1], b[:degree + 1], rho)
-    if low is None or low >= degree or rho.ndim != 2:
-        low = degree
+    matrix = rho.ndim == 2 and a.ndim == 3 and b.ndim == 3 and a.shape[2] == b.shape[1] == 1
+    if low is None or low >= degree or not matrix:
+        low = degree  # (the split needs a column of rows against a row of columns)
     acc = a[low] * b[low]
     acc = acc.expand(rho.shape).clone() if acc.shape != rho.shape else acc
     for k in range(low - 1, -1, -1):

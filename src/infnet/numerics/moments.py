@@ -40,6 +40,7 @@ def _factor_in_range(q: Tensor) -> bool:
     """Nonzero entries of q within [1e-145, 1e145]: their products stay inside float64."""
     if q.numel() == 0:
         return True
+    q = q.detach()  # (a scalar read, also of a tensor being differentiated)
     hi = float(q.max())
     lo = float(torch.where(q > 0, q, torch.full_like(q, math.inf)).min())
     return hi < 1e145 and (lo > 1e-145 or lo == math.inf)
