@@ -78,14 +78,36 @@ register("hardsigmoid", lambda x: (x / 6 + 0.5).clamp(0.0, 1.0), formula="relu6(
          source="Howard et al. 2019 (MobileNetV3)", kinks=(-3.0, 3.0))
 register("hardswish", lambda x: x * (x / 6 + 0.5).clamp(0.0, 1.0), formula="x relu6(x + 3) / 6",
          source="Howard et al. 2019 (MobileNetV3)", kinks=(-3.0, 3.0))
-register("elu", lambda x, alpha: F.elu(x, alpha), formula="x if x > 0 else alpha (e^x - 1)",
+def _elu(x, alpha):
+    """alpha (e^x - 1) for x < 0, x else: torch's fused elu for a number alpha; for a tensor
+    alpha (a hyperparameter being differentiated) the same in ops that carry its tangent."""
+    if not torch.is_tensor(alpha):
+        return F.elu(x, alpha)
+    return torch.where(x > 0, x, alpha * torch.expm1(x.clamp(max=0.0)))
+
+
+def _celu(x, alpha):
+    """max(0, x) + min(0, alpha (e^(x/alpha) - 1)), as ``_elu`` for a tensor alpha."""
+    if not torch.is_tensor(alpha):
+        return F.celu(x, alpha)
+    return torch.where(x > 0, x, alpha * torch.expm1(x.clamp(max=0.0) / alpha))
+
+
+def _celu_derivative(x, alpha):
+    """e^(x/alpha) for x < 0, 1 else (torch's own celu backward is off by 1e-7 relative: it
+    rounds 1/alpha to float32)."""
+    return torch.where(x > 0, torch.ones_like(x), torch.exp(x.clamp(max=0.0) / alpha))
+
+
+register("elu", _elu, formula="x if x > 0 else alpha (e^x - 1)",
          source="Clevert, Unterthiner & Hochreiter 2015", defaults={"alpha": 1.0}, kinks=(0.0,))
-register("selu", lambda x, scale, alpha: scale * F.elu(x, alpha),
+register("selu", lambda x, scale, alpha: scale * _elu(x, alpha),
          formula="lambda (x if x > 0 else alpha (e^x - 1))", source="Klambauer et al. 2017",
          defaults={"scale": 1.0507009873554805, "alpha": 1.6732632423543772}, kinks=(0.0,))
-register("celu", lambda x, alpha: F.celu(x, alpha),
+register("celu", _celu,
          formula="max(0, x) + min(0, alpha (e^(x/alpha) - 1))", source="Barron 2017",
-         defaults={"alpha": 1.0}, kinks=(0.0,), check=positive("alpha"))
+         defaults={"alpha": 1.0}, kinks=(0.0,), check=positive("alpha"),
+         derivative=_celu_derivative)
 register("softsign", lambda x: x / (1 + x.abs()), formula="x / (1 + |x|)",
          source="Turian, Bergstra & Bengio 2009", kinks=(0.0,))
 
