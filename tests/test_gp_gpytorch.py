@@ -38,10 +38,13 @@ def model(x, y, w=1.0, b=0.2, kind="nngp"):
     return Model(x, y, likelihood, kernel).double(), likelihood
 
 
-def test_kernel_values_and_parameter_gradients():
+@pytest.mark.parametrize("act", ["swish", "erf"])
+def test_kernel_values_and_parameter_gradients(act):
+    """The quadrature (swish) and a closed form (erf, whose derivatives use forward-mode
+    autograd: computed outside the autograd Function, where it would be off and give none)."""
     x, _ = problem(10)
-    kernel = infnet.gp.GPyTorchKernel("swish", depth=2, w_std=1.3, b_std=0.3)
-    net = infnet.fc("swish", 2, w_std=1.3, b_std=0.3)
+    kernel = infnet.gp.GPyTorchKernel(act, depth=2, w_std=1.3, b_std=0.3)
+    net = infnet.fc(act, 2, w_std=1.3, b_std=0.3)
     K = kernel(x).to_dense()
     assert torch.allclose(K, net.kernel(x).nngp, rtol=1e-13, atol=0)
     assert torch.allclose(kernel(x, diag=True), torch.diagonal(K), rtol=1e-13, atol=0)
@@ -55,6 +58,26 @@ def test_kernel_values_and_parameter_gradients():
         want = (weights * grads[name].nngp).sum() * dvalue_draw
         assert torch.isclose(getattr(kernel, f"raw_{name}").grad, want, rtol=1e-12), name
         assert value > 0
+
+
+def test_activation_parameter_is_learned_through_its_exact_gradient():
+    """activation_param="beta": a positive-constrained parameter initialized at swish's beta,
+    whose raw gradient is sum(G * dK/dbeta) * sigmoid(raw)."""
+    x, _ = problem(8)
+    act = infnet.activation("swish", beta=1.7)
+    kernel = infnet.gp.GPyTorchKernel(act, depth=2, w_std=1.2, b_std=0.3,
+                                      activation_param="beta")
+    assert torch.isclose(kernel.activation_value, torch.tensor(1.7, dtype=torch.float64))
+    net = infnet.fc(act, 2, w_std=1.2, b_std=0.3)
+    weights = torch.randn(8, 8, dtype=torch.float64, generator=torch.Generator().manual_seed(2))
+    K = kernel(x).to_dense()
+    assert torch.allclose(K, net.kernel(x).nngp, rtol=1e-13, atol=0)
+    (K * weights).sum().backward()
+    _, grads = infnet.gp.kernel_gradients(net, x, wrt=["beta"])
+    want = (weights * grads["beta"].nngp).sum() * torch.sigmoid(kernel.raw_beta.detach())
+    assert torch.isclose(kernel.raw_beta.grad, want, rtol=1e-12)
+    with pytest.raises(TypeError, match="unknown hyperparameter"):
+        infnet.gp.GPyTorchKernel("relu", depth=1, activation_param="beta")
 
 
 def test_exact_gp_trains_and_matches_gp_inference():

@@ -34,7 +34,7 @@ def assert_close(grads, name, ref, rtol=1e-7):
         assert err < rtol, (name, f, err)
 
 
-@pytest.mark.parametrize("act", ["relu", "erf", "gelu", "swish", "tanh", "elu", "leaky_relu"])
+@pytest.mark.parametrize("act", ["relu", "erf", "gelu", "swish", "tanh", "mish", "elu", "leaky_relu"])
 @pytest.mark.parametrize("parameterization", ["ntk", "standard"])
 def test_gradients_match_finite_differences(act, parameterization):
     width = 7 if parameterization == "standard" else None

@@ -5,6 +5,7 @@ import pickle
 
 import numpy as np
 import pytest
+import torch
 from sklearn.base import clone
 from sklearn.gaussian_process import GaussianProcessClassifier, GaussianProcessRegressor
 from sklearn.gaussian_process.kernels import ConstantKernel, WhiteKernel
@@ -22,7 +23,9 @@ def test_kernel_semantics():
     params = k.get_params()
     assert params["w_std"] == 1.3 and params["activation"] == "erf"
     assert clone(k) == k and clone(k) is not k
-    assert [h.name for h in k.hyperparameters] == ["b_std", "w_std"]  # scikit-learn's order
+    # scikit-learn's order; the activation's parameter is fixed unless asked for
+    assert [h.name for h in k.hyperparameters] == ["activation_value", "b_std", "w_std"]
+    assert [h.fixed for h in k.hyperparameters] == [True, False, False]
     assert np.allclose(k.theta, np.log([0.4, 1.3]), rtol=0, atol=1e-15)
     assert k.bounds.shape == (2, 2)
     other = k.clone_with_theta(np.log([0.2, 2.0]))
@@ -58,6 +61,33 @@ def test_log_space_gradient_matches_finite_differences(kind, act):
             return k.clone_with_theta(theta)(X)
         fd = (8 * (at(h) - at(-h)) - (at(2 * h) - at(-2 * h))) / (12 * h)
         assert np.abs(grad[..., j] - fd).max() < 1e-7 * np.abs(fd).max()
+
+
+def test_activation_parameter_as_a_hyperparameter():
+    """activation_param="beta": a third log-space hyperparameter, its gradient exact (finite
+    differences in theta), kept by clone and shown by repr."""
+    k = NetworkKernel("swish", depth=2, w_std=1.2, b_std=0.3, activation_param="beta",
+                      activation_value=1.5, activation_value_bounds=(0.1, 10.0))
+    assert [h.name for h in k.hyperparameters if not h.fixed] == ["activation_value", "b_std",
+                                                                    "w_std"]
+    assert np.allclose(k.theta, np.log([1.5, 0.3, 1.2]), rtol=0, atol=1e-15)
+    assert clone(k).get_params()["activation_value"] == 1.5 and "beta=1.5" in repr(k)
+    X = inputs(8, 3, 4)
+    X[6] = X[1]
+    K, grad = k(X, eval_gradient=True)
+    want = infnet.fc(infnet.activation("swish", beta=1.5), 2, w_std=1.2, b_std=0.3).kernel(
+        torch.from_numpy(X)).nngp.numpy()
+    assert np.allclose(K, want, rtol=1e-14, atol=0)
+    h = 1e-4
+    for j in range(3):
+        def at(step, j=j):
+            theta = k.theta.copy()
+            theta[j] += step
+            return k.clone_with_theta(theta)(X)
+        fd = (8 * (at(h) - at(-h)) - (at(2 * h) - at(-2 * h))) / (12 * h)
+        assert np.abs(grad[..., j] - fd).max() < 1e-7 * np.abs(fd).max(), j
+    with pytest.raises(ValueError, match="give the initial value of beta"):
+        NetworkKernel("swish", activation_param="beta")(X)
 
 
 def test_marginal_likelihood_recovers_w_and_b():

@@ -1,17 +1,18 @@
-"""Gaussian-process users' entry points: the hyperparameters of a network (``hyper``), exact
+"""Gaussian-process users' entry points: the hyperparameters of a network (``hyper``: w_std,
+b_std and its activation's parameters), exact
 derivatives of its kernels with respect to them (``gradients``), a scikit-learn kernel
 (``sklearn_kernel``) and a GPyTorch kernel (``gpytorch_kernel``, optional extra
 ``infnet[gpytorch]``) that learn them by maximizing the marginal likelihood, and the
 heavy-tailed scale mixtures of NNGPs (``mixtures``: Student-t processes, any scale prior)."""
 
 from .gradients import diagonal_gradients, kernel_gradients
-from .hyper import hyperparameters, with_hyperparameters
+from .hyper import activation_parameters, hyperparameters, with_hyperparameters
 from .mixtures import ScaleMixture, StudentTProcess, scale_mixture_inference, student_t_inference
 from .sklearn_kernel import NetworkKernel
 
 __all__ = ["GPyTorchKernel", "NetworkKernel", "ScaleMixture", "StudentTProcess",
-           "diagonal_gradients", "hyperparameters", "kernel_gradients", "scale_mixture_inference",
-           "student_t_inference", "with_hyperparameters"]
+           "activation_parameters", "diagonal_gradients", "hyperparameters", "kernel_gradients",
+           "scale_mixture_inference", "student_t_inference", "with_hyperparameters"]
 
 
 def __getattr__(name: str):

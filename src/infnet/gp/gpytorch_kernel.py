@@ -1,6 +1,7 @@
 """A GPyTorch kernel (optional extra ``infnet[gpytorch]``): the NNGP or NTK of a
-fully-connected infnet network, its ``w_std`` and ``b_std`` positive-constrained parameters
-that an ``ExactGP`` (or BoTorch's ``SingleTaskGP``) trains by its marginal likelihood.
+fully-connected infnet network, its ``w_std`` and ``b_std`` (and optionally one parameter of
+the activation) positive-constrained parameters that an ``ExactGP`` (or BoTorch's
+``SingleTaskGP``) trains by its marginal likelihood.
 
 The kernel matrix enters autograd through one function whose backward contracts the incoming
 gradient with the exact derivatives of ``gp.gradients`` (sum_ij G_ij dK_ij / dw), so a training
@@ -13,42 +14,29 @@ import gpytorch
 import torch
 from gpytorch.constraints import Positive
 
-from ..network import fc
+from ..network import Kernel, fc
 from .gradients import diagonal_gradients, kernel_gradients
+from .hyper import activation_parameters, check_activation_parameter, with_hyperparameters
 
 NAMES = ("w_std", "b_std")
 
 
 class _KernelMatrix(torch.autograd.Function):
-    """K(x1, x2) of the network at (w_std, b_std), differentiable in both."""
+    """The kernel matrix, computed beforehand, as a function of the hyperparameters' tensors:
+    its backward contracts the incoming gradient with their exact derivatives. (The kernel
+    and its derivatives are computed outside: forward-mode autograd, which the derivatives
+    of closed forms use, is off inside an autograd Function's forward, and would silently
+    give none.)"""
 
     @staticmethod
-    def forward(ctx, w_std, b_std, x1, x2, spec, diag):
-        if x1.requires_grad or (x2 is not None and x2.requires_grad):
-            raise NotImplementedError(
-                "gradients with respect to the inputs are not implemented: the kernel "
-                "differentiates w_std and b_std (fit the hyperparameters; to optimize an "
-                "acquisition function over inputs use a kernel with input gradients)")
-        net = fc(spec["activation"], spec["depth"], w_std=float(w_std.detach()),
-                 b_std=float(b_std.detach()), parameterization=spec["parameterization"])
-        wanted = [n for n, t in zip(NAMES, (w_std, b_std), strict=True) if t.requires_grad]
-        a = x1.detach().to(torch.float64)
-        if diag:
-            k, grads = diagonal_gradients(net, a, wrt=wanted)
-        else:
-            b = None if x2 is None else x2.detach().to(torch.float64)
-            k, grads = kernel_gradients(net, a, b, wrt=wanted)
-        kind = spec["kind"]
-        ctx.grads = {n: getattr(g, kind) for n, g in grads.items()}
-        return getattr(k, kind).to(x1.dtype)
+    def forward(ctx, values, derivatives, *params):
+        ctx.derivatives = derivatives
+        return values.clone()
 
     @staticmethod
     def backward(ctx, g):
-        out = [None] * 6
-        for i, name in enumerate(NAMES):
-            if name in ctx.grads:
-                out[i] = (g.to(torch.float64) * ctx.grads[name]).sum().to(g.dtype)
-        return tuple(out)
+        return (None, None, *(None if d is None else (g.to(d.dtype) * d).sum().to(g.dtype)
+                              for d in ctx.derivatives))
 
 
 class GPyTorchKernel(gpytorch.kernels.Kernel):
@@ -66,6 +54,9 @@ class GPyTorchKernel(gpytorch.kernels.Kernel):
         Which kernel.
     parameterization : {"ntk", "standard"}
         As in ``infnet.Dense``.
+    activation_param : str, optional
+        One continuous parameter of the activation learned beside them (swish's ``"beta"``):
+        a positive-constrained parameter of that name, initialized at the activation's value.
 
     Inputs are (n, d) tensors (no batch dimensions); the kernel is computed in float64 and
     returned in the inputs' dtype. Raises NotImplementedError when asked for gradients with
@@ -76,7 +67,7 @@ class GPyTorchKernel(gpytorch.kernels.Kernel):
 
     def __init__(self, activation="relu", depth: int = 1, w_std: float = 1.0,
                  b_std: float = 0.1, kind: str = "nngp", parameterization: str = "ntk",
-                 **kwargs):
+                 activation_param: str | None = None, **kwargs):
         super().__init__(**kwargs)
         if kind not in ("nngp", "ntk"):
             raise ValueError(f"kind must be 'nngp' or 'ntk', got {kind!r}")
@@ -84,10 +75,17 @@ class GPyTorchKernel(gpytorch.kernels.Kernel):
             if not (isinstance(value, (int, float)) and value > 0):
                 raise ValueError(f"{name} must be a number > 0 (a positive-constrained "
                                  f"parameter), got {value!r}")
-        fc(activation, depth, w_std=w_std, b_std=b_std, parameterization=parameterization)
+        net = fc(activation, depth, w_std=w_std, b_std=b_std, parameterization=parameterization)
+        own = {}
+        if activation_param is not None:
+            check_activation_parameter(net, activation_param)
+            own = {activation_param: activation_parameters(net)[activation_param]}
+            if not own[activation_param] > 0:
+                raise ValueError(f"{activation_param}={own[activation_param]!r}: a "
+                                 "positive-constrained parameter needs a value > 0")
         self.spec = {"activation": activation, "depth": depth, "kind": kind,
-                     "parameterization": parameterization}
-        for name, value in (("w_std", w_std), ("b_std", b_std)):
+                     "parameterization": parameterization, "activation_param": activation_param}
+        for name, value in (("w_std", w_std), ("b_std", b_std), *own.items()):
             self.register_parameter(f"raw_{name}", torch.nn.Parameter(
                 torch.zeros((), dtype=torch.float64)))
             self.register_constraint(f"raw_{name}", Positive())
@@ -119,6 +117,43 @@ class GPyTorchKernel(gpytorch.kernels.Kernel):
         if last_dim_is_batch or x1.ndim != 2 or x2.ndim != 2:
             raise ValueError("GPyTorchKernel takes (n, d) inputs without batch dimensions, got "
                              f"{tuple(x1.shape)} and {tuple(x2.shape)}")
+        if x1.requires_grad or x2.requires_grad:
+            raise NotImplementedError(
+                "gradients with respect to the inputs are not implemented: the kernel "
+                "differentiates its hyperparameters (fit them; to optimize an acquisition "
+                "function over inputs use a kernel with input gradients)")
         same = x2 is x1 or (x1.shape == x2.shape and torch.equal(x1, x2))
-        return _KernelMatrix.apply(self.w_std, self.b_std, x1, None if same else x2,
-                                   self.spec, diag)
+        spec, name = self.spec, self.spec["activation_param"]
+        names = (*NAMES, *(() if name is None else (name,)))
+        params = (self.w_std, self.b_std, *(() if name is None else (self.activation_value,)))
+        net = fc(spec["activation"], spec["depth"], w_std=float(params[0].detach()),
+                 b_std=float(params[1].detach()), parameterization=spec["parameterization"])
+        if name is not None:
+            net = with_hyperparameters(net, **{name: float(params[2].detach())})
+        wanted = [n for n, p in zip(names, params, strict=True)
+                  if torch.is_grad_enabled() and p.requires_grad]
+        a = x1.detach().to(torch.float64)
+        b = None if same else x2.detach().to(torch.float64)
+        kind = spec["kind"]
+        if not wanted:  # (evaluation, or fixed hyperparameters: the kernel alone)
+            if diag:
+                values = net.diagonal((a * a).sum(1) / a.shape[1], a.shape[1])
+                k = Kernel(*(v.expand(a.shape[0]) for v in values))
+            else:
+                k = net.kernel(a, b, get=kind)
+            return _KernelMatrix.apply(getattr(k, kind).to(x1.dtype), (None,) * len(params),
+                                       *params)
+        if diag:
+            k, grads = diagonal_gradients(net, a, wrt=wanted)
+        else:
+            k, grads = kernel_gradients(net, a, b, wrt=wanted)
+        derivatives = tuple(getattr(grads[n], kind) if n in grads else None for n in names)
+        return _KernelMatrix.apply(getattr(k, kind).to(x1.dtype), derivatives, *params)
+
+    @property
+    def activation_value(self) -> torch.Tensor:
+        """The learned activation parameter (``activation_param``), constrained positive."""
+        name = self.spec["activation_param"]
+        if name is None:
+            raise AttributeError("this kernel learns no activation parameter")
+        return getattr(self, f"raw_{name}_constraint").transform(getattr(self, f"raw_{name}"))

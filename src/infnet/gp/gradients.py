@@ -13,6 +13,10 @@ each covariance and tangent kernel), with every layer's own derivatives exact:
   computed from the moments and move with them: the jumps of phi' at a kink (hardswish) enter
   as the motion of those breakpoints, where a fixed rule would miss them.
 
+An activation's own parameter p (swish's beta) adds its direct part dK/dp, dKdot/dp at fixed
+moments, by forward-mode autograd with p a dual number through the closed form or the
+quadrature; every activation layer shares p, so the parts of all layers add up along the chain.
+
 Pairs at rho = +-1 exactly (each input with itself, duplicated inputs) sit on the edge of the
 moments' domain, where the partial derivatives in Sigma of the angle are infinite. There the
 pair stays parallel whatever the hyperparameters, and K = E[phi(sqrt(q1) z) phi(+-sqrt(q2) z)]
@@ -26,17 +30,20 @@ tangents, in tiles of rows.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import warnings
 
 import torch
 import torch.autograd.forward_ad as fwAD
 
+from ..activations.numerical import pair_kernel
+from ..activations.series import supports_series
 from ..network import Dense, Kernel
 from ..network.inputs import angles, as_data
 from ..numerics.gauss1d import degenerate_expectation
-from ..numerics.moments import corr_root
-from .hyper import hyperparameters
+from ..numerics.moments import corr_angle, corr_root
+from .hyper import check_activation_parameter, hyperparameters
 
 Tensor = torch.Tensor
 
@@ -44,6 +51,8 @@ Tensor = torch.Tensor
 #: graph of nodes per entry), and with one
 ENTRIES = 1 << 14
 CLOSED_ENTRIES = 1 << 18
+#: entries differentiated at once through the quadrature of a kinked unit (``_partials``)
+PARTIAL_ENTRIES = 8
 
 
 def kernel_gradients(net, x1, x2=None, *, wrt=None) -> tuple[Kernel, dict[str, Kernel]]:
@@ -58,7 +67,10 @@ def kernel_gradients(net, x1, x2=None, *, wrt=None) -> tuple[Kernel, dict[str, K
     x1, x2 : tensor or array
         Inputs (n, features); x2=None: x1 with itself.
     wrt : sequence of str, optional
-        The hyperparameters, among ``"w_std"`` and ``"b_std"`` (default: those the network has).
+        The hyperparameters: ``"w_std"``, ``"b_std"`` and the continuous parameters of the
+        network's activation (``hyper.activation_parameters``: swish's ``"beta"``, a tempered
+        sigmoid's ``"temperature"``). Default: the Dense layers' ``w_std`` and ``b_std`` (those
+        the network has).
 
     Returns
     -------
@@ -72,6 +84,8 @@ def kernel_gradients(net, x1, x2=None, *, wrt=None) -> tuple[Kernel, dict[str, K
     ------
     TypeError
         A network that is not such a chain, or an unknown name in ``wrt``.
+    NotImplementedError
+        An activation whose formula reads the parameter as a plain number (no tangent).
     ValueError
         ``b_std`` asked of a network without bias; inputs of zero norm with no bias (a zero
         variance, where the derivatives in q of sqrt(q) are infinite); the inputs' own errors
@@ -133,14 +147,18 @@ def kernel_gradients(net, x1, x2=None, *, wrt=None) -> tuple[Kernel, dict[str, K
 
 
 def _names(net, wrt) -> tuple[str, ...]:
-    """The hyperparameters to differentiate: ``wrt`` checked, or all the network has."""
+    """The hyperparameters to differentiate: ``wrt`` checked, or the Dense layers' ones."""
     hyper = hyperparameters(net)
     names = tuple(hyper) if wrt is None else tuple(wrt)
+    if isinstance(wrt, str):
+        raise TypeError(f"wrt must be a sequence of names, e.g. [{wrt!r}], got a string")
     for name in names:
         if name not in ("w_std", "b_std"):
-            raise TypeError(f"unknown hyperparameter {name!r}: a network has w_std and b_std")
-        if name not in hyper:
+            check_activation_parameter(net, name)
+        elif name not in hyper:
             raise ValueError(f"the network has no bias, so no {name}: build it with b_std=0.0")
+    if len(set(names)) != len(names):
+        raise ValueError(f"wrt names a hyperparameter twice: {list(names)}")
     return names
 
 
@@ -187,12 +205,15 @@ def _walk(net, c: Tensor, width: int, names: tuple, sides, same: Tensor | None =
         else:
             (q1, dq1), (q2, dq2) = sides[0][a], sides[1][a]
             if same is not None and bool(same.any()):
-                q2 = torch.where(same, q1, q2)
+                # (one input twice: equal variances and tangents on both sides already)
                 c = torch.where(same, q1, c)
-                dq2 = [torch.where(same, g1, g2) for g1, g2 in zip(dq1, dq2, strict=True)]
                 dc = [torch.where(same, g1, g) for g1, g in zip(dq1, dc, strict=True)]
         a += 1
         K, D, dk, dd = tangents(act, q1, q2, c, dq1, dq2, dc)
+        for k, name in enumerate(names):
+            if name in act.params:  # the activation's own parameter: its direct part
+                pk, pd = param_partials(act, name, q1, q2, c)
+                dk[k], dd[k] = dk[k] + pk, dd[k] + pd
         dt = [g * t + D * h for g, h in zip(dd, dt, strict=True)]
         c, t, dc = K, D * t, dk
     return c, t, records, dc, dt
@@ -205,7 +226,12 @@ def tangents(act, q1: Tensor, q2: Tensor, c: Tensor, dq1: list, dq2: list, dc: l
     rho = +-1 the edge's derivatives."""
     shape = torch.broadcast_shapes(q1.shape, q2.shape, c.shape)
     if act.is_closed_form:
-        K, D, dk, dd = _forward(act, q1, q2, c, dq1, dq2, dc, shape)
+        K, D, dk, dd = _forward(act.kernel, q1, q2, c, dq1, dq2, dc, shape, True)
+    elif supports_series(act):  # smooth: forward mode through the Hermite series
+        def series(a, b, cov, check=False):
+            theta = corr_angle(*(fwAD.unpack_dual(v).primal for v in (a, b, cov)))[1]
+            return pair_kernel(act, a, b, cov, theta)
+        K, D, dk, dd = _forward(series, q1, q2, c, dq1, dq2, dc, shape, False)
     else:
         K, D, pk, pd = _partials(act, q1, q2, c, shape)
         dk = [pk[0] * g1 + pk[1] * g2 + pk[2] * g for g1, g2, g in zip(dq1, dq2, dc, strict=True)]
@@ -223,44 +249,81 @@ def tangents(act, q1: Tensor, q2: Tensor, c: Tensor, dq1: list, dq2: list, dc: l
     return K, D, dk, dd
 
 
-def _forward(act, q1, q2, c, dq1, dq2, dc, shape):
-    """Forward-mode autograd of a closed form along each tangent (in-place operations, which
-    the closed forms use for speed, carry their tangents along)."""
+def param_partials(act, name: str, q1: Tensor, q2: Tensor, c: Tensor) -> tuple[Tensor, Tensor]:
+    """(dK/dp, dKdot/dp) of ``act`` at fixed moments, p its parameter ``name``: forward-mode
+    autograd with p a dual number, through the closed form or the quadrature (whose rule does
+    not depend on p: the kinks it splits at stay put, ``hyper.check_activation_parameter``),
+    elementwise. A formula that reads p as a plain number would drop its tangent: that is an
+    error here, not a zero derivative."""
+    shape = torch.broadcast_shapes(q1.shape, q2.shape, c.shape)
     base = [v.detach().expand(shape).contiguous() for v in (q1, q2, c)]
+    value = torch.tensor(float(act.params[name]), dtype=torch.float64, device=base[0].device)
+    # (forward-mode autograd follows the grad mode: a caller's no_grad, as in an autograd
+    # Function's forward, would drop every tangent)
+    with torch.enable_grad(), fwAD.dual_level(), warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        warnings.simplefilter("ignore", DeprecationWarning)
+        p = fwAD.make_dual(value, torch.ones_like(value))
+        dual = dataclasses.replace(act, params={**act.params, name: p})
+        out = [fwAD.unpack_dual(v).tangent for v in dual.kernel(*base, check=False)]
+    if any(t is None for t in out):
+        raise NotImplementedError(f"the formula of {act.name!r} reads {name} as a number, so no "
+                                  f"derivative in it can be taken; keep {name} fixed")
+    return tuple(t.expand(shape).clone() for t in out)
+
+
+def _forward(kernel, q1, q2, c, dq1, dq2, dc, shape, expand: bool):
+    """Forward-mode autograd of ``kernel(q1, q2, c, check=False) -> (K, Kdot)`` along each
+    tangent (in-place operations, which the closed forms use for speed, carry their tangents
+    along). ``expand``: the moments as full tiles (else as they broadcast: a Hermite series
+    computes its coefficients once per row and column)."""
+    def prepared(v):
+        v = v.detach()
+        return v.expand(shape).contiguous() if expand else v
+    base = [prepared(v) for v in (q1, q2, c)]
     if not dc:
-        K, D = act.kernel(*base, check=False)
+        K, D = kernel(*base, check=False)
         return K, D, [], []
     dk, dd = [], []
-    with fwAD.dual_level(), warnings.catch_warnings():
+    with torch.enable_grad(), fwAD.dual_level(), warnings.catch_warnings():  # (see above)
         warnings.simplefilter("ignore", UserWarning)  # (scalar reads of checked tensors)
         # (torch's first dual tensor loads its decompositions through torch.jit.script,
         # which warns that it is deprecated: torch's own business)
         warnings.simplefilter("ignore", DeprecationWarning)
         for g1, g2, g in zip(dq1, dq2, dc, strict=True):
-            duals = [fwAD.make_dual(v, t.detach().expand(shape).contiguous())
+            duals = [fwAD.make_dual(v, t.detach().expand(v.shape).contiguous())
                      for v, t in zip(base, (g1, g2, g), strict=True)]
             # (moments from the network's own passes: checked there, and the results after)
-            out = [fwAD.unpack_dual(v) for v in act.kernel(*duals, check=False)]
+            out = [fwAD.unpack_dual(v) for v in kernel(*duals, check=False)]
             (K, tk), (D, td) = out
-            dk.append(torch.zeros(shape, dtype=K.dtype) if tk is None else tk.clone())
-            dd.append(torch.zeros(shape, dtype=K.dtype) if td is None else td.clone())
-    return K.clone(), D.clone(), dk, dd
+            dk.append(torch.zeros(shape, dtype=K.dtype) if tk is None
+                      else tk.expand(shape).clone())
+            dd.append(torch.zeros(shape, dtype=K.dtype) if td is None
+                      else td.expand(shape).clone())
+    return K.expand(shape).clone(), D.expand(shape).clone(), dk, dd
 
 
 def _partials(act, q1: Tensor, q2: Tensor, c: Tensor, shape):
     """(K, Kdot, [dK/dq1, dK/dq2, dK/dc], [dKdot/dq1, dKdot/dq2, dKdot/dc]) by reverse-mode
-    autograd through the quadrature, elementwise."""
-    leaves = [v.detach().expand(shape).clone().requires_grad_(True) for v in (q1, q2, c)]
-    # (tensors that autograd saved are copied before an in-place operation overwrites them)
-    with torch.enable_grad(), warnings.catch_warnings(), \
-            torch.autograd.graph.allow_mutation_on_saved_tensors():
-        warnings.simplefilter("ignore", UserWarning)  # (scalar reads of checked tensors)
-        K, D = act.kernel(*leaves)
-        pk, pd = (torch.autograd.grad(v.sum(), leaves, retain_graph=True, allow_unused=True)
-                  if v.requires_grad else (None,) * 3 for v in (K, D))
-    pk = [torch.zeros(shape, dtype=K.dtype) if g is None else g for g in pk]
-    pd = [torch.zeros(shape, dtype=K.dtype) if g is None else g for g in pd]
-    return K.detach(), D.detach(), pk, pd
+    autograd through the quadrature, elementwise, ``PARTIAL_ENTRIES`` entries at a time (the
+    graph holds every node of the rule: tens of MB an entry)."""
+    flat = [v.detach().expand(shape).reshape(-1) for v in (q1, q2, c)]
+    out = [torch.empty(flat[0].shape, dtype=torch.float64, device=flat[0].device)
+           for _ in range(8)]
+    for start in range(0, flat[0].numel(), PARTIAL_ENTRIES):
+        sel = slice(start, start + PARTIAL_ENTRIES)
+        leaves = [v[sel].clone().requires_grad_(True) for v in flat]
+        # (tensors that autograd saved are copied before an in-place operation overwrites them)
+        with torch.enable_grad(), warnings.catch_warnings(), \
+                torch.autograd.graph.allow_mutation_on_saved_tensors():
+            warnings.simplefilter("ignore", UserWarning)  # (scalar reads of checked tensors)
+            K, D = act.kernel(*leaves)
+            parts = [torch.autograd.grad(v.sum(), leaves, retain_graph=True, allow_unused=True)
+                     if v.requires_grad else (None,) * 3 for v in (K, D)]
+        for slot, v in zip(out, (K, D, *parts[0], *parts[1]), strict=True):
+            slot[sel] = 0.0 if v is None else v.detach()
+    K, D, *rest = (t.reshape(shape) for t in out)
+    return K, D, rest[:3], rest[3:]
 
 
 def _edge(act, q1: Tensor, q2: Tensor, c: Tensor, D: Tensor):

@@ -1,12 +1,16 @@
 """The hyperparameters of a network as a Gaussian-process user sees them: the weight and bias
-standard deviations shared by its Dense layers (``w_std``, ``b_std``), read from a network and
-written into a copy of it.
+standard deviations shared by its Dense layers (``w_std``, ``b_std``), and the continuous
+parameters of its activation (swish's ``beta``, a tempered sigmoid's ``temperature``), read from
+a network and written into a copy of it.
 
 A fully-connected network of ``infnet.fc`` has one ``w_std`` and one ``b_std`` for all of its
 Dense layers, and a GP prior learns those two numbers (the readout included). Networks whose
 Dense layers disagree have no single value to learn and are refused, as are layers other than
 Dense and activations (branches, LayerNorm, spatial layers), whose gradients are not written
-yet.
+yet. An activation parameter is learned when every activation layer is the same catalog
+activation (one value shared by all of them), and when it does not move a kink of a unit
+without a closed form (hardtanh's ``max_val``: the jump of phi' would move with it, which the
+quadrature's fixed breakpoints do not follow).
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ import dataclasses
 from ..activations.gated import Gated
 from ..network import Dense, Network, Nonlinearity
 
-#: the hyperparameters a network can have, in this order
+#: the hyperparameters of the Dense layers, in this order
 NAMES = ("w_std", "b_std")
 
 
@@ -72,7 +76,8 @@ def hyperparameters(net) -> dict[str, float]:
 
 
 def with_hyperparameters(net, **values) -> Network:
-    """A copy of ``net`` whose Dense layers all have the given ``w_std`` / ``b_std``.
+    """A copy of ``net`` whose Dense layers all have the given ``w_std`` / ``b_std``, and whose
+    activation has the given parameters (``activation_parameters``).
 
     Raises
     ------
@@ -82,12 +87,70 @@ def with_hyperparameters(net, **values) -> Network:
         A value that Dense refuses (negative, not finite); ``b_std`` for a network without bias.
     """
     own = hyperparameters(net)
-    for name in values:
-        if name not in NAMES:
-            raise TypeError(f"unknown hyperparameter {name!r}: a network has {', '.join(NAMES)}")
+    dense = {k: v for k, v in values.items() if k in NAMES}
+    unit = {k: v for k, v in values.items() if k not in NAMES}
+    for name in dense:
         if name not in own:
             raise ValueError(f"the network has no bias, so no {name} to set; build it with "
                              "b_std=0.0 to learn one")
-    layers = [dataclasses.replace(layer, **values) if isinstance(layer, Dense) else layer
+    for name in unit:
+        check_activation_parameter(net, name)
+    act = None
+    if unit:
+        act = next(layer.act for layer in net.layers if isinstance(layer, Nonlinearity))
+        act = act.with_params(**{k: float(v) for k, v in unit.items()})
+    layers = [dataclasses.replace(layer, **dense) if isinstance(layer, Dense)
+              else dataclasses.replace(layer, act=act) if act is not None else layer
               for layer in net.layers]
     return Network(*layers)
+
+
+def activation_parameters(net) -> dict[str, float]:
+    """The continuous (real-valued) parameters of the network's activation, which every
+    activation layer shares, with their values: the names that ``kernel_gradients`` can
+    differentiate beside ``w_std`` and ``b_std``.
+
+    Raises
+    ------
+    TypeError
+        The network is not a chain of Dense layers and activations.
+    ValueError
+        Its activation layers are not all the same activation.
+
+    Examples
+    --------
+    >>> infnet.gp.activation_parameters(infnet.fc("swish", 2))
+    {'beta': 1.0}
+    """
+    check_chain(net)
+    acts = [layer.act for layer in net.layers if isinstance(layer, Nonlinearity)]
+    if not acts:
+        return {}
+    first = acts[0]
+    if any(a is not first and a != first for a in acts[1:]):
+        raise ValueError("the activation layers differ: activation parameters are learned when "
+                         "every layer has the same activation (infnet.fc)")
+    return {k: float(v) for k, v in first.params.items()
+            if isinstance(v, float) and not isinstance(v, bool)}
+
+
+def check_activation_parameter(net, name: str) -> None:
+    """Raise unless ``name`` is a differentiable parameter of the network's activation."""
+    params = activation_parameters(net)
+    if name not in params:
+        act = next((layer.act for layer in net.layers if isinstance(layer, Nonlinearity)), None)
+        have = ", ".join(["w_std", "b_std", *params])
+        what = "no activation" if act is None else f"activation {act.name!r}"
+        raise TypeError(f"unknown hyperparameter {name!r}: the network ({what}) has {have}")
+    act = next(layer.act for layer in net.layers if isinstance(layer, Nonlinearity))
+    if act.entry is None:
+        raise ValueError(f"{act.name!r} is not a catalog activation: its parameters cannot be "
+                         "rebuilt; learn w_std and b_std only")
+    if act.is_closed_form:
+        return
+    value = params[name]
+    moved = act.with_params(**{name: value + 1e-3 * (1 + abs(value))})
+    if moved.kinks != act.kinks:
+        raise ValueError(f"{name} moves a kink of {act.name!r} (a unit without a closed form): "
+                         "the jump of phi' moves with it and its gradient is not written; "
+                         "keep it fixed")

@@ -1,6 +1,7 @@
 """A scikit-learn kernel for Gaussian-process users: the NNGP (or NTK) of a fully-connected
-infnet network, with the weight and bias standard deviations as hyperparameters that
-``GaussianProcessRegressor`` learns by maximizing the marginal likelihood.
+infnet network, with the weight and bias standard deviations (and optionally one parameter of
+the activation) as hyperparameters that ``GaussianProcessRegressor`` learns by maximizing the
+marginal likelihood.
 
 scikit-learn optimizes theta = log(hyperparameters) and asks for dK/dtheta = s dK/ds; the
 derivatives are exact (``gp.gradients``). The kernel composes with scikit-learn's own
@@ -14,8 +15,10 @@ import numpy as np
 import torch
 from sklearn.gaussian_process.kernels import Hyperparameter, Kernel
 
+from ..activations import activation
 from ..network import fc
 from .gradients import kernel_gradients
+from .hyper import activation_parameters, with_hyperparameters
 
 
 class NetworkKernel(Kernel):
@@ -38,6 +41,14 @@ class NetworkKernel(Kernel):
         ensemble, He et al. 2020).
     parameterization : {"ntk", "standard"}
         As in ``infnet.Dense``.
+    activation_param : str, optional
+        One continuous parameter of the activation to learn beside w_std and b_std (swish's
+        ``"beta"``, a tempered sigmoid's ``"temperature"``): the log-space hyperparameter
+        ``activation_value``. None: the activation stays as given.
+    activation_value : float, optional
+        Its initial value (> 0; required with ``activation_param``).
+    activation_value_bounds : pair of float or "fixed"
+        Its bounds.
 
     Examples
     --------
@@ -53,7 +64,8 @@ class NetworkKernel(Kernel):
 
     def __init__(self, activation="relu", depth=1, w_std=1.0, b_std=0.1,
                  w_std_bounds=(1e-2, 1e2), b_std_bounds=(1e-4, 1e2), kind="nngp",
-                 parameterization="ntk"):
+                 parameterization="ntk", activation_param=None, activation_value=None,
+                 activation_value_bounds=(1e-2, 1e2)):
         self.activation = activation
         self.depth = depth
         self.w_std = w_std
@@ -62,6 +74,9 @@ class NetworkKernel(Kernel):
         self.b_std_bounds = b_std_bounds
         self.kind = kind
         self.parameterization = parameterization
+        self.activation_param = activation_param
+        self.activation_value = activation_value
+        self.activation_value_bounds = activation_value_bounds
 
     # ---- hyperparameters (scikit-learn reads these properties) --------------------------------
     @property
@@ -73,11 +88,30 @@ class NetworkKernel(Kernel):
         fixed = self.b_std is None or self.b_std == 0
         return Hyperparameter("b_std", "numeric", "fixed" if fixed else self.b_std_bounds)
 
+    @property
+    def hyperparameter_activation_value(self) -> Hyperparameter:
+        fixed = self.activation_param is None or self.activation_value is None
+        return Hyperparameter("activation_value", "numeric",
+                              "fixed" if fixed else self.activation_value_bounds)
+
     def network(self):
         """The infnet network at the current hyperparameters (checked)."""
         if self.kind not in ("nngp", "ntk"):
             raise ValueError(f"kind must be 'nngp' or 'ntk', got {self.kind!r}")
-        for name in ("w_std", "b_std"):
+        act = activation(self.activation)
+        if self.activation_param is not None:
+            own = activation_parameters(fc(act, 1))
+            if self.activation_param in own and self.activation_value is None:
+                raise ValueError(f"activation_value is None: give the initial value of "
+                                 f"{self.activation_param} (the activation has "
+                                 f"{own[self.activation_param]!r})")
+            if not (self.activation_value is None or self.activation_value > 0):
+                raise ValueError(f"activation_value={self.activation_value!r}: a log-space "
+                                 f"hyperparameter must be > 0 (learn a parameter of "
+                                 f"{act.name!r} that is positive, or keep it fixed)")
+        for name in ("w_std", "b_std", "activation_value"):
+            if name == "activation_value" and self.activation_param is None:
+                continue
             value, bounds = getattr(self, name), getattr(self, f"{name}_bounds")
             if isinstance(bounds, str):
                 continue
@@ -86,8 +120,11 @@ class NetworkKernel(Kernel):
             if value and not lo * (1 - 1e-9) <= value <= hi * (1 + 1e-9):
                 raise ValueError(f"{name}={value!r} lies outside its bounds {bounds!r}: widen "
                                  f"{name}_bounds or start inside them")
-        return fc(self.activation, self.depth, w_std=self.w_std, b_std=self.b_std,
-                  parameterization=self.parameterization)
+        net = fc(act, self.depth, w_std=self.w_std, b_std=self.b_std,
+                 parameterization=self.parameterization)
+        if self.activation_param is not None:
+            net = with_hyperparameters(net, **{self.activation_param: self.activation_value})
+        return net
 
     # ---- the kernel ------------------------------------------------------------------------------
     def __call__(self, X, Y=None, eval_gradient=False):
@@ -102,8 +139,10 @@ class NetworkKernel(Kernel):
             if not names:
                 k = net.kernel(x)
                 return _pick(k, self.kind), np.empty((x.shape[0], x.shape[0], 0))
-            k, grads = kernel_gradients(net, x, wrt=names)
-            grad = np.stack([getattr(self, n) * _pick(grads[n], self.kind) for n in names], -1)
+            wrt = [self.activation_param if n == "activation_value" else n for n in names]
+            k, grads = kernel_gradients(net, x, wrt=wrt)
+            grad = np.stack([getattr(self, n) * _pick(grads[w], self.kind)
+                             for n, w in zip(names, wrt, strict=True)], -1)
             return _pick(k, self.kind), grad
         y = None if Y is None else _as_tensor(Y, "Y")
         return _pick(net.kernel(x, y, get=self.kind), self.kind)
@@ -125,9 +164,11 @@ class NetworkKernel(Kernel):
 
     def __repr__(self):
         name = getattr(self.activation, "name", self.activation)
+        own = ("" if self.activation_param is None else
+               f", {self.activation_param}={float(self.activation_value):.4g}")
         return (f"NetworkKernel({name}, depth={self.depth}, w_std={self.w_std:.4g}, "
-                f"b_std={self.b_std if self.b_std is None else f'{self.b_std:.4g}'}, "
-                f"kind={self.kind!r})")
+                f"b_std={self.b_std if self.b_std is None else f'{self.b_std:.4g}'}"
+                f"{own}, kind={self.kind!r})")
 
 
 def _as_tensor(X, name: str) -> torch.Tensor:
