@@ -8,9 +8,9 @@ heavy-tailed scale mixtures of NNGPs (``mixtures``: Student-t processes, any sca
 from .gradients import diagonal_gradients, kernel_gradients
 from .hyper import activation_parameters, hyperparameters, with_hyperparameters
 from .mixtures import ScaleMixture, StudentTProcess, scale_mixture_inference, student_t_inference
-from .sklearn_kernel import NetworkKernel
+from .sklearn_kernel import NetworkKernel, NetworkParamKernel
 
-__all__ = ["GPyTorchKernel", "NetworkKernel", "ScaleMixture", "StudentTProcess",
+__all__ = ["GPyTorchKernel", "NetworkKernel", "NetworkParamKernel", "ScaleMixture", "StudentTProcess",
            "activation_parameters", "diagonal_gradients", "hyperparameters", "kernel_gradients",
            "scale_mixture_inference", "student_t_inference", "with_hyperparameters"]
 

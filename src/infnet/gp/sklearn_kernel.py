@@ -18,7 +18,7 @@ from sklearn.gaussian_process.kernels import Hyperparameter, Kernel
 from ..activations import activation
 from ..network import fc
 from .gradients import kernel_gradients
-from .hyper import activation_parameters, with_hyperparameters
+from .hyper import check_activation_parameter, with_hyperparameters
 
 
 class NetworkKernel(Kernel):
@@ -41,14 +41,8 @@ class NetworkKernel(Kernel):
         ensemble, He et al. 2020).
     parameterization : {"ntk", "standard"}
         As in ``infnet.Dense``.
-    activation_param : str, optional
-        One continuous parameter of the activation to learn beside w_std and b_std (swish's
-        ``"beta"``, a tempered sigmoid's ``"temperature"``): the log-space hyperparameter
-        ``activation_value``. None: the activation stays as given.
-    activation_value : float, optional
-        Its initial value (> 0; required with ``activation_param``).
-    activation_value_bounds : pair of float or "fixed"
-        Its bounds.
+
+    ``NetworkParamKernel`` learns one parameter of the activation as well.
 
     Examples
     --------
@@ -64,8 +58,7 @@ class NetworkKernel(Kernel):
 
     def __init__(self, activation="relu", depth=1, w_std=1.0, b_std=0.1,
                  w_std_bounds=(1e-2, 1e2), b_std_bounds=(1e-4, 1e2), kind="nngp",
-                 parameterization="ntk", activation_param=None, activation_value=None,
-                 activation_value_bounds=(1e-2, 1e2)):
+                 parameterization="ntk"):
         self.activation = activation
         self.depth = depth
         self.w_std = w_std
@@ -74,9 +67,9 @@ class NetworkKernel(Kernel):
         self.b_std_bounds = b_std_bounds
         self.kind = kind
         self.parameterization = parameterization
-        self.activation_param = activation_param
-        self.activation_value = activation_value
-        self.activation_value_bounds = activation_value_bounds
+
+    #: the activation parameter learned (``NetworkParamKernel``), none here
+    activation_param = None
 
     # ---- hyperparameters (scikit-learn reads these properties) --------------------------------
     @property
@@ -88,30 +81,12 @@ class NetworkKernel(Kernel):
         fixed = self.b_std is None or self.b_std == 0
         return Hyperparameter("b_std", "numeric", "fixed" if fixed else self.b_std_bounds)
 
-    @property
-    def hyperparameter_activation_value(self) -> Hyperparameter:
-        fixed = self.activation_param is None or self.activation_value is None
-        return Hyperparameter("activation_value", "numeric",
-                              "fixed" if fixed else self.activation_value_bounds)
-
     def network(self):
         """The infnet network at the current hyperparameters (checked)."""
         if self.kind not in ("nngp", "ntk"):
             raise ValueError(f"kind must be 'nngp' or 'ntk', got {self.kind!r}")
         act = activation(self.activation)
-        if self.activation_param is not None:
-            own = activation_parameters(fc(act, 1))
-            if self.activation_param in own and self.activation_value is None:
-                raise ValueError(f"activation_value is None: give the initial value of "
-                                 f"{self.activation_param} (the activation has "
-                                 f"{own[self.activation_param]!r})")
-            if not (self.activation_value is None or self.activation_value > 0):
-                raise ValueError(f"activation_value={self.activation_value!r}: a log-space "
-                                 f"hyperparameter must be > 0 (learn a parameter of "
-                                 f"{act.name!r} that is positive, or keep it fixed)")
-        for name in ("w_std", "b_std", "activation_value"):
-            if name == "activation_value" and self.activation_param is None:
-                continue
+        for name in self._bounded():
             value, bounds = getattr(self, name), getattr(self, f"{name}_bounds")
             if isinstance(bounds, str):
                 continue
@@ -120,11 +95,11 @@ class NetworkKernel(Kernel):
             if value and not lo * (1 - 1e-9) <= value <= hi * (1 + 1e-9):
                 raise ValueError(f"{name}={value!r} lies outside its bounds {bounds!r}: widen "
                                  f"{name}_bounds or start inside them")
-        net = fc(act, self.depth, w_std=self.w_std, b_std=self.b_std,
-                 parameterization=self.parameterization)
-        if self.activation_param is not None:
-            net = with_hyperparameters(net, **{self.activation_param: self.activation_value})
-        return net
+        return fc(act, self.depth, w_std=self.w_std, b_std=self.b_std,
+                  parameterization=self.parameterization)
+
+    def _bounded(self) -> tuple[str, ...]:
+        return ("w_std", "b_std")
 
     # ---- the kernel ------------------------------------------------------------------------------
     def __call__(self, X, Y=None, eval_gradient=False):
@@ -180,3 +155,55 @@ def _as_tensor(X, name: str) -> torch.Tensor:
 
 def _pick(k, kind: str) -> np.ndarray:
     return getattr(k, kind).numpy()
+
+
+class NetworkParamKernel(NetworkKernel):
+    """``NetworkKernel`` that also learns one continuous parameter of the activation (swish's
+    ``"beta"``, a tempered sigmoid's ``"temperature"``): the log-space hyperparameter
+    ``activation_value``, the value of ``activation_param``.
+
+    Parameters
+    ----------
+    activation, depth, w_std, b_std, w_std_bounds, b_std_bounds, kind, parameterization
+        As in ``NetworkKernel``.
+    activation_param : str
+        The parameter's name (``infnet.gp.activation_parameters``).
+    activation_value : float
+        Its initial value (> 0).
+    activation_value_bounds : pair of float or "fixed"
+        Its bounds.
+
+    Examples
+    --------
+    >>> k = infnet.gp.NetworkParamKernel("swish", 2, activation_param="beta",
+    ...                                  activation_value=1.5)
+    >>> [h.name for h in k.hyperparameters]
+    ['activation_value', 'b_std', 'w_std']
+    """
+
+    def __init__(self, activation="swish", depth=1, w_std=1.0, b_std=0.1,
+                 w_std_bounds=(1e-2, 1e2), b_std_bounds=(1e-4, 1e2), kind="nngp",
+                 parameterization="ntk", activation_param="beta", activation_value=1.0,
+                 activation_value_bounds=(1e-2, 1e2)):
+        super().__init__(activation, depth, w_std, b_std, w_std_bounds, b_std_bounds, kind,
+                         parameterization)
+        self.activation_param = activation_param
+        self.activation_value = activation_value
+        self.activation_value_bounds = activation_value_bounds
+
+    @property
+    def hyperparameter_activation_value(self) -> Hyperparameter:
+        return Hyperparameter("activation_value", "numeric", self.activation_value_bounds)
+
+    def _bounded(self) -> tuple[str, ...]:
+        return ("w_std", "b_std", "activation_value")
+
+    def network(self):
+        name, value = self.activation_param, self.activation_value
+        if not (isinstance(value, (int, float)) and value > 0):
+            raise ValueError(f"activation_value={value!r}: a log-space hyperparameter must be "
+                             f"a number > 0 (learn a positive parameter of the activation, or "
+                             f"keep it fixed)")
+        net = super().network()
+        check_activation_parameter(net, name)
+        return with_hyperparameters(net, **{name: value})
