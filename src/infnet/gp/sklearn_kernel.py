@@ -141,7 +141,7 @@ class NetworkKernel(Kernel):
         name = getattr(self.activation, "name", self.activation)
         own = ("" if self.activation_param is None else
                f", {self.activation_param}={float(self.activation_value):.4g}")
-        return (f"NetworkKernel({name}, depth={self.depth}, w_std={self.w_std:.4g}, "
+        return (f"{type(self).__name__}({name}, depth={self.depth}, w_std={self.w_std:.4g}, "
                 f"b_std={self.b_std if self.b_std is None else f'{self.b_std:.4g}'}"
                 f"{own}, kind={self.kind!r})")
 
