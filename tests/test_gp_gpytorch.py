@@ -61,7 +61,7 @@ def test_kernel_values_and_parameter_gradients(act):
 
 
 def test_activation_parameter_is_learned_through_its_exact_gradient():
-    """activation_param="beta": a positive-constrained parameter initialized at swish's beta,
+    """activation_param="beta": a parameter constrained above 1e-6, initialized at swish's beta,
     whose raw gradient is sum(G * dK/dbeta) * sigmoid(raw)."""
     x, _ = problem(8)
     act = infnet.activation("swish", beta=1.7)
@@ -113,9 +113,17 @@ def test_exact_gp_trains_and_matches_gp_inference():
 def test_errors(monkeypatch):
     with pytest.raises(ValueError, match="kind must be"):
         infnet.gp.GPyTorchKernel(kind="gram")
-    with pytest.raises(ValueError, match="number > 0"):
+    with pytest.raises(ValueError, match=r"number > 1e-06"):
         infnet.gp.GPyTorchKernel(b_std=0.0)
     x, _ = problem(5)
+    # an optimizer that drives the raw parameters far down (BoTorch's fit did, on a target the
+    # kernel could not explain) stops at the floor, where the kernel still has gradients
+    low = infnet.gp.GPyTorchKernel("erf", depth=2)
+    with torch.no_grad():
+        low.raw_w_std.fill_(-1000.0)
+        low.raw_b_std.fill_(-1000.0)
+    low(x).to_dense().sum().backward()
+    assert float(low.w_std.detach()) == pytest.approx(1e-6) and torch.isfinite(low.raw_w_std.grad)
     kernel = infnet.gp.GPyTorchKernel()
     with pytest.raises(NotImplementedError, match="inputs"):
         kernel(x.clone().requires_grad_(True)).to_dense()

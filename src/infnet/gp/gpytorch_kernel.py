@@ -1,6 +1,6 @@
 """A GPyTorch kernel (optional extra ``infnet[gpytorch]``): the NNGP or NTK of a
 fully-connected infnet network, its ``w_std`` and ``b_std`` (and optionally one parameter of
-the activation) positive-constrained parameters that an ``ExactGP`` (or BoTorch's
+the activation) parameters constrained above 1e-6 that an ``ExactGP`` (or BoTorch's
 ``SingleTaskGP``) trains by its marginal likelihood.
 
 The kernel matrix enters autograd through one function whose backward contracts the incoming
@@ -12,13 +12,16 @@ from __future__ import annotations
 
 import gpytorch
 import torch
-from gpytorch.constraints import Positive
+from gpytorch.constraints import GreaterThan
 
 from ..network import Kernel, fc
 from .gradients import diagonal_gradients, kernel_gradients
 from .hyper import activation_parameters, check_activation_parameter, with_hyperparameters
 
 NAMES = ("w_std", "b_std")
+#: the parameters' lower bound: a softplus of a very negative raw value rounds to 0, and
+#: w_std = b_std = 0 gives every input variance 0, where the kernel has no derivative
+FLOOR = 1e-6
 
 
 class _KernelMatrix(torch.autograd.Function):
@@ -56,7 +59,7 @@ class GPyTorchKernel(gpytorch.kernels.Kernel):
         As in ``infnet.Dense``.
     activation_param : str, optional
         One continuous parameter of the activation learned beside them (swish's ``"beta"``):
-        a positive-constrained parameter of that name, initialized at the activation's value.
+        a constrained parameter (> 1e-6) of that name, initialized at the activation's value.
 
     Inputs are (n, d) tensors (no batch dimensions); the kernel is computed in float64 and
     returned in the inputs' dtype. Raises NotImplementedError when asked for gradients with
@@ -72,23 +75,23 @@ class GPyTorchKernel(gpytorch.kernels.Kernel):
         if kind not in ("nngp", "ntk"):
             raise ValueError(f"kind must be 'nngp' or 'ntk', got {kind!r}")
         for name, value in (("w_std", w_std), ("b_std", b_std)):
-            if not (isinstance(value, (int, float)) and value > 0):
-                raise ValueError(f"{name} must be a number > 0 (a positive-constrained "
+            if not (isinstance(value, (int, float)) and value > FLOOR):
+                raise ValueError(f"{name} must be a number > {FLOOR:g} (a constrained "
                                  f"parameter), got {value!r}")
         net = fc(activation, depth, w_std=w_std, b_std=b_std, parameterization=parameterization)
         own = {}
         if activation_param is not None:
             check_activation_parameter(net, activation_param)
             own = {activation_param: activation_parameters(net)[activation_param]}
-            if not own[activation_param] > 0:
+            if not own[activation_param] > FLOOR:
                 raise ValueError(f"{activation_param}={own[activation_param]!r}: a "
-                                 "positive-constrained parameter needs a value > 0")
+                                 f"constrained parameter needs a value > {FLOOR:g}")
         self.spec = {"activation": activation, "depth": depth, "kind": kind,
                      "parameterization": parameterization, "activation_param": activation_param}
         for name, value in (("w_std", w_std), ("b_std", b_std), *own.items()):
             self.register_parameter(f"raw_{name}", torch.nn.Parameter(
                 torch.zeros((), dtype=torch.float64)))
-            self.register_constraint(f"raw_{name}", Positive())
+            self.register_constraint(f"raw_{name}", GreaterThan(FLOOR))
             self._set(name, value)
 
     def _set(self, name: str, value) -> None:

@@ -166,8 +166,9 @@ def _check(g_nngp: Tensor, g_ntk: Tensor, name: str) -> None:
     for what, g in (("NNGP", g_nngp), ("NTK", g_ntk)):
         if not bool(torch.isfinite(g).all()):
             raise ValueError(f"the derivative of the {what} with respect to {name} is not finite "
-                             "(an input of zero norm without bias has variance 0, where "
-                             "sqrt(q) has no derivative): remove zero rows or use b_std > 0")
+                             "(an input of zero norm without bias, or w_std = b_std = 0, has "
+                             "variance 0, where sqrt(q) has no derivative): remove zero rows, "
+                             "or keep b_std > 0")
 
 
 def _walk(net, c: Tensor, width: int, names: tuple, sides, same: Tensor | None = None):
