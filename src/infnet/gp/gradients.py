@@ -230,8 +230,9 @@ def tangents(act, q1: Tensor, q2: Tensor, c: Tensor, dq1: list, dq2: list, dc: l
         K, D, dk, dd = _forward(act.kernel, q1, q2, c, dq1, dq2, dc, shape, True)
     elif supports_series(act):  # smooth: forward mode through the Hermite series
         def series(a, b, cov, check=False):
-            theta = corr_angle(*(fwAD.unpack_dual(v).primal for v in (a, b, cov)))[1]
-            return pair_kernel(act, a, b, cov, theta)
+            # (the angle of the dual moments, a dual itself: the entries the series hands to
+            # the quadrature take the angle, not c, and would lose c's tangent otherwise)
+            return pair_kernel(act, a, b, cov, corr_angle(a, b, cov)[1])
         K, D, dk, dd = _forward(series, q1, q2, c, dq1, dq2, dc, shape, False)
     else:
         K, D, pk, pd = _partials(act, q1, q2, c, shape)
