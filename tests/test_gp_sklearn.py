@@ -44,6 +44,18 @@ def test_kernel_semantics():
     assert NetworkKernel("relu", b_std=0.0).n_dims == 1
 
 
+def assert_theta_gradient(k, X, grad, h=1e-4):
+    """grad (n, n, free hyperparameters) against the 4th-order central difference of the
+    kernel in each log-space hyperparameter: within 1e-7 of its largest entry."""
+    for j in range(len(k.theta)):
+        def at(step, j=j):
+            theta = k.theta.copy()
+            theta[j] += step
+            return k.clone_with_theta(theta)(X)
+        fd = (8 * (at(h) - at(-h)) - (at(2 * h) - at(-2 * h))) / (12 * h)
+        assert np.abs(grad[..., j] - fd).max() < 1e-7 * np.abs(fd).max(), j
+
+
 @pytest.mark.parametrize("kind", ["nngp", "ntk"])
 @pytest.mark.parametrize("act", ["relu", "swish"])
 def test_log_space_gradient_matches_finite_differences(kind, act):
@@ -51,14 +63,7 @@ def test_log_space_gradient_matches_finite_differences(kind, act):
     X = inputs(8, 3, 1)
     X[5] = X[2]  # a duplicated input
     K, grad = k(X, eval_gradient=True)
-    h = 1e-4
-    for j in range(2):
-        def at(step, j=j):
-            theta = k.theta.copy()
-            theta[j] += step
-            return k.clone_with_theta(theta)(X)
-        fd = (8 * (at(h) - at(-h)) - (at(2 * h) - at(-2 * h))) / (12 * h)
-        assert np.abs(grad[..., j] - fd).max() < 1e-7 * np.abs(fd).max()
+    assert_theta_gradient(k, X, grad)
 
 
 def test_activation_parameter_as_a_hyperparameter():
@@ -75,14 +80,7 @@ def test_activation_parameter_as_a_hyperparameter():
     want = infnet.fc(infnet.activation("swish", beta=1.5), 2, w_std=1.2, b_std=0.3).kernel(
         torch.from_numpy(X)).nngp.numpy()
     assert np.allclose(K, want, rtol=1e-14, atol=0)
-    h = 1e-4
-    for j in range(3):
-        def at(step, j=j):
-            theta = k.theta.copy()
-            theta[j] += step
-            return k.clone_with_theta(theta)(X)
-        fd = (8 * (at(h) - at(-h)) - (at(2 * h) - at(-2 * h))) / (12 * h)
-        assert np.abs(grad[..., j] - fd).max() < 1e-7 * np.abs(fd).max(), j
+    assert_theta_gradient(k, X, grad)
     with pytest.raises(ValueError, match="must be a number > 0"):
         NetworkParamKernel("swish", activation_param="beta", activation_value=None)(X)
     with pytest.raises(TypeError, match="unknown hyperparameter 'beta'"):
