@@ -61,6 +61,48 @@ def test_kinked_quadrature_unit_and_cross_kernel():
         assert_close(grads, name, five_point(net, name, x1, x2))
 
 
+def residual_net(act, parameterization="ntk", width=None):
+    """Dense, LayerNorm, two pre-activation residual blocks (one with a LayerNorm inside), a
+    concatenation of two branches, and the readout: every layer kind the walk knows."""
+    net = infnet.network
+    dense = {"w_std": 1.3, "b_std": 0.2, "parameterization": parameterization, "width": width}
+    return infnet.serial(
+        infnet.Dense(**dense), net.LayerNorm(),
+        net.residual(act, infnet.Dense(**dense), branch_weight=0.7),
+        net.residual(net.LayerNorm(), act, infnet.Dense(**dense), act, infnet.Dense(**dense),
+                     skip_weight=0.9, branch_weight=0.5),
+        net.parallel([act], [infnet.Dense(**dense), act]),
+        infnet.Dense(**dense))
+
+
+@pytest.mark.parametrize("act,parameterization", [("relu", "ntk"), ("erf", "standard"),
+                                                   ("swish", "ntk"), ("elu", "ntk")])
+def test_residual_blocks_and_layer_norm(act, parameterization):
+    """Branches and LayerNorm between the Dense layers (closed forms, the Hermite series of
+    swish, the quadrature of ELU), against finite differences; a duplicated input."""
+    width = 6 if parameterization == "standard" else None
+    net = residual_net(act, parameterization, width)
+    assert hyperparameters(net) == {"w_std": 1.3, "b_std": 0.2}
+    x = data()
+    k, grads = kernel_gradients(net, x)
+    assert torch.equal(k.nngp, net.kernel(x).nngp)
+    for name in ("w_std", "b_std"):
+        assert_close(grads, name, five_point(net, name, x))
+    x2 = data(2, 4, 5)
+    _, cross = kernel_gradients(net, x, x2, wrt=["w_std"])
+    assert_close(cross, "w_std", five_point(net, "w_std", x, x2))
+
+
+def test_layer_norm_then_relu_is_free_of_the_first_layer():
+    """Dense(w, b), LayerNorm, ReLU, Dense(w, b): the normalization removes the first layer's
+    scale, so with b = 0 the NNGP is w^2 (a function of the angle) + b^2: d/dw = 2 K / w."""
+    net = infnet.serial(infnet.Dense(1.4, None), infnet.network.LayerNorm(), "relu",
+                        infnet.Dense(1.4, None))
+    x = data(4, 3, 6)
+    k, grads = kernel_gradients(net, x)
+    assert torch.allclose(grads["w_std"].nngp, 2 * k.nngp / 1.4, rtol=1e-13, atol=0)
+
+
 def test_no_bias_homogeneous_identity():
     """ReLU without bias: every layer is homogeneous in w, the NNGP of depth L is w^(2(L+1))
     times a function of the data, so d NNGP / d w = 2 (L + 1) NNGP / w exactly."""
@@ -96,9 +138,8 @@ def test_hyperparameters_and_errors():
         hyperparameters(mixed)
     with pytest.raises(TypeError, match="jumps"):
         hyperparameters(infnet.fc("step", 1))
-    with pytest.raises(TypeError, match="chains of Dense"):
-        hyperparameters(infnet.serial(infnet.Dense(), infnet.network.LayerNorm(), "relu",
-                                      infnet.Dense()))
+    with pytest.raises(TypeError, match="networks of Dense layers"):
+        hyperparameters(infnet.network.cnn("relu", 1, readout="gap"))
     with pytest.raises(ValueError, match="must be a finite number"):
         with_hyperparameters(net, w_std=-1.0)
     zero = data()

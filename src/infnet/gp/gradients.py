@@ -5,13 +5,17 @@ each covariance and tangent kernel), with every layer's own derivatives exact:
 
 - Dense: Sigma' = w^2 Sigma + b^2 and Theta' = w^2 Theta + Sigma' (NTK parameterization; the
   standard one adds n_in Sigma instead), differentiated by hand;
-- an activation: Sigma' = K(q1, q2, Sigma), Theta' = Kdot(q1, q2, Sigma) Theta, whose partial
-  derivatives in q1, q2 and Sigma come from reverse-mode autograd through the activation's own
-  map, elementwise (each entry depends on its own moments only). For a closed form that is the
-  derivative of the formula; for the polar quadrature it is the quadrature of the derivative,
-  to the same precision as the value, because the rule's breakpoints (the kinks' rays) are
-  computed from the moments and move with them: the jumps of phi' at a kink (hardswish) enter
-  as the motion of those breakpoints, where a fixed rule would miss them.
+- an activation: Sigma' = K(q1, q2, Sigma), Theta' = Kdot(q1, q2, Sigma) Theta, whose
+  derivatives along the tangents of (q1, q2, Sigma) are exact elementwise (each entry depends
+  on its own moments only; ``unit_tangents``): forward-mode autograd through a closed form or
+  the Hermite series of a smooth unit, and reverse-mode partial derivatives of the polar
+  quadrature of a kinked one, whose breakpoints (the kinks' rays) are computed from the
+  moments and move with them, so that the jumps of phi' at a kink (hardswish) enter as the
+  motion of those breakpoints, where a fixed rule would miss them;
+- LayerNorm: Sigma' = Sigma / sqrt(q1 q2), Theta' = Theta / sqrt(q1 q2), with d sqrt(q1 q2) /
+  sqrt(q1 q2) = (dq1 / q1 + dq2 / q2) / 2 (each input's variance becomes 1, with no tangent);
+- branches (residual blocks): each branch walks from the same moments and tangents, and both
+  add up with the squared weights (fixed numbers).
 
 An activation's own parameter p (swish's beta) adds its direct part dK/dp, dKdot/dp at fixed
 moments, by forward-mode autograd with p a dual number through the closed form or the
@@ -31,19 +35,14 @@ tangents, in tiles of rows.
 from __future__ import annotations
 
 import dataclasses
-import math
-import warnings
 
 import torch
-import torch.autograd.forward_ad as fwAD
 
-from ..activations.numerical import pair_kernel
-from ..activations.series import supports_series
-from ..network import Dense, Kernel
+from ..network import Branches, Dense, Kernel, LayerNorm
 from ..network.inputs import angles, as_data
-from ..numerics.gauss1d import degenerate_expectation
-from ..numerics.moments import corr_angle, corr_root
+from ..numerics.moments import geometric_mean
 from .hyper import check_activation_parameter, hyperparameters
+from .unit_tangents import param_partials, tangents
 
 Tensor = torch.Tensor
 
@@ -51,8 +50,6 @@ Tensor = torch.Tensor
 #: graph of nodes per entry), and with one
 ENTRIES = 1 << 14
 CLOSED_ENTRIES = 1 << 18
-#: entries differentiated at once through the quadrature of a kinked unit (``_partials``)
-PARTIAL_ENTRIES = 8
 
 
 def kernel_gradients(net, x1, x2=None, *, wrt=None) -> tuple[Kernel, dict[str, Kernel]]:
@@ -62,8 +59,9 @@ def kernel_gradients(net, x1, x2=None, *, wrt=None) -> tuple[Kernel, dict[str, K
     Parameters
     ----------
     net : Network
-        A chain of Dense layers and activations sharing one ``w_std`` and one ``b_std``
-        (``infnet.fc``; ``hyper.hyperparameters``).
+        Dense layers and activations sharing one ``w_std`` and one ``b_std`` (``infnet.fc``;
+        ``hyper.hyperparameters``), with LayerNorm and branches of such layers (residual
+        blocks) between them.
     x1, x2 : tensor or array
         Inputs (n, features); x2=None: x1 with itself.
     wrt : sequence of str, optional
@@ -174,207 +172,118 @@ def _check(g_nngp: Tensor, g_ntk: Tensor, name: str) -> None:
 def _walk(net, c: Tensor, width: int, names: tuple, sides, same: Tensor | None = None):
     """The layers on covariances c of the data (x.x'/d), with the tangents of each name.
     ``sides`` None: the diagonal pass (c holds each input's variance), whose records, one per
-    activation, are (q, [dq per name]) at its input; else the two sides' records (rows,
-    columns), and ``same`` the pairs of one input twice, whose moments are set to the rows'
-    variances before each activation (so that they sit exactly at rho = 1).
-    Returns (Sigma, Theta, records, [dSigma], [dTheta])."""
-    t = torch.zeros_like(c)
-    dc = [torch.zeros_like(c) for _ in names]
-    dt = [torch.zeros_like(c) for _ in names]
-    records, a = [], 0
-    for layer in net.layers:
-        if isinstance(layer, Dense):
-            w, b = layer.w_std, layer.b_std or 0.0
-            new = w * w * c + b * b
-            dnew = [w * w * g + (2 * w * c if n == "w_std" else 0.0)
-                    + (2 * b if n == "b_std" else 0.0) for g, n in zip(dc, names, strict=True)]
-            if layer.parameterization == "ntk":
-                dt = [w * w * g + (2 * w * t if n == "w_std" else 0.0) + h
-                      for g, h, n in zip(dt, dnew, names, strict=True)]
-                t = w * w * t + new
+    activation and LayerNorm in the order of the walk, are (q, [dq per name]) at its input;
+    else the two sides' records (rows, columns), and ``same`` the pairs of one input twice,
+    whose moments are set to the rows' variances before each activation (so that they sit
+    exactly at rho = 1). Returns (Sigma, Theta, records, [dSigma], [dTheta])."""
+    zero = torch.zeros_like(c)
+    state = _State(c, zero, [zero.clone() for _ in names], [zero.clone() for _ in names], width)
+    walk = _Walk(names, sides, same)
+    state = walk.layers(net.layers, state)
+    return state.c, state.t, walk.records, state.dc, state.dt
+
+
+@dataclasses.dataclass
+class _State:
+    """The moments of the walk: Sigma (c), Theta (t), their tangents, the width."""
+
+    c: Tensor
+    t: Tensor
+    dc: list
+    dt: list
+    width: int | None
+
+
+class _Walk:
+    """One pass of ``_walk``: the records of the sides, read (or written) in layer order."""
+
+    def __init__(self, names: tuple, sides, same: Tensor | None):
+        self.names, self.sides, self.same = names, sides, same
+        self.records, self.at = [], 0
+
+    def layers(self, layers, s: _State) -> _State:
+        for layer in layers:
+            if isinstance(layer, Dense):
+                s = self.dense(layer, s)
+            elif isinstance(layer, Branches):
+                s = self.branches(layer, s)
+            elif isinstance(layer, LayerNorm):
+                s = self.layer_norm(s)
             else:
-                bias = 0.0 if layer.b_std is None else 1.0
-                dt = [width * h + w * w * g + (2 * w * t if n == "w_std" else 0.0)
-                      for g, h, n in zip(dt, dc, names, strict=True)]
-                t = width * c + bias + w * w * t
-            c, dc, width = new, dnew, layer.width
-            continue
-        act = layer.act
-        if sides is None:
-            records.append((c, dc))
-            (q1, dq1), (q2, dq2) = (c, dc), (c, dc)
+                s = self.activation(layer.act, s)
+        return s
+
+    def moments(self, s: _State):
+        """The sides' (q, [dq]) at this layer: recorded (diagonal pass) or read."""
+        if self.sides is None:
+            self.records.append((s.c, s.dc))
+            return (s.c, s.dc), (s.c, s.dc)
+        out = self.sides[0][self.at], self.sides[1][self.at]
+        self.at += 1
+        return out
+
+    def dense(self, layer, s: _State) -> _State:
+        names, c, t = self.names, s.c, s.t
+        w, b = layer.w_std, layer.b_std or 0.0
+        new = w * w * c + b * b
+        dnew = [w * w * g + (2 * w * c if n == "w_std" else 0.0)
+                + (2 * b if n == "b_std" else 0.0) for g, n in zip(s.dc, names, strict=True)]
+        if layer.parameterization == "ntk":
+            dt = [w * w * g + (2 * w * t if n == "w_std" else 0.0) + h
+                  for g, h, n in zip(s.dt, dnew, names, strict=True)]
+            t = w * w * t + new
         else:
-            (q1, dq1), (q2, dq2) = sides[0][a], sides[1][a]
-            if same is not None and bool(same.any()):
-                # (one input twice: equal variances and tangents on both sides already)
-                c = torch.where(same, q1, c)
-                dc = [torch.where(same, g1, g) for g1, g in zip(dq1, dc, strict=True)]
-        a += 1
+            bias = 0.0 if layer.b_std is None else 1.0
+            dt = [s.width * h + w * w * g + (2 * w * t if n == "w_std" else 0.0)
+                  for g, h, n in zip(s.dt, s.dc, names, strict=True)]
+            t = s.width * c + bias + w * w * t
+        return _State(new, t, dnew, dt, layer.width)
+
+    def activation(self, act, s: _State) -> _State:
+        (q1, dq1), (q2, dq2) = self.moments(s)
+        c, dc = s.c, s.dc
+        if self.sides is not None and self.same is not None and bool(self.same.any()):
+            # (one input twice: equal variances and tangents on both sides already)
+            c = torch.where(self.same, q1, c)
+            dc = [torch.where(self.same, g1, g) for g1, g in zip(dq1, dc, strict=True)]
         K, D, dk, dd = tangents(act, q1, q2, c, dq1, dq2, dc)
-        for k, name in enumerate(names):
+        for k, name in enumerate(self.names):
             if name in act.params:  # the activation's own parameter: its direct part
                 pk, pd = param_partials(act, name, q1, q2, c)
                 dk[k], dd[k] = dk[k] + pk, dd[k] + pd
-        dt = [g * t + D * h for g, h in zip(dd, dt, strict=True)]
-        c, t, dc = K, D * t, dk
-    return c, t, records, dc, dt
+        dt = [g * s.t + D * h for g, h in zip(dd, s.dt, strict=True)]
+        return _State(K, D * s.t, dk, dt, s.width)
 
-
-def tangents(act, q1: Tensor, q2: Tensor, c: Tensor, dq1: list, dq2: list, dc: list):
-    """(K, Kdot, [dK], [dKdot]) of ``act`` at the moments, the derivatives along each
-    tangent (dq1, dq2, dc), elementwise (module docstring): forward-mode autograd through a
-    closed form (one pass a tangent), reverse-mode partial derivatives of the quadrature; at
-    rho = +-1 the edge's derivatives."""
-    shape = torch.broadcast_shapes(q1.shape, q2.shape, c.shape)
-    if act.is_closed_form:
-        K, D, dk, dd = _forward(act.kernel, q1, q2, c, dq1, dq2, dc, shape, True)
-    elif supports_series(act):  # smooth: forward mode through the Hermite series
-        def series(a, b, cov, check=False):
-            # (the angle of the dual moments, a dual itself: the entries the series hands to
-            # the quadrature take the angle, not c, and would lose c's tangent otherwise)
-            return pair_kernel(act, a, b, cov, corr_angle(a, b, cov)[1])
-        K, D, dk, dd = _forward(series, q1, q2, c, dq1, dq2, dc, shape, False)
-    else:
-        K, D, pk, pd = _partials(act, q1, q2, c, shape)
-        dk = [pk[0] * g1 + pk[1] * g2 + pk[2] * g for g1, g2, g in zip(dq1, dq2, dc, strict=True)]
-        dd = [pd[0] * g1 + pd[1] * g2 + pd[2] * g for g1, g2, g in zip(dq1, dq2, dc, strict=True)]
-    q1e, q2e, ce = (v.detach().expand(shape) for v in (q1, q2, c))
-    edge = corr_root(q1e, q2e, ce) == 0
-    for g in (*dk, *dd):
-        edge |= ~torch.isfinite(g)
-    if bool(edge.any()):
-        pk, pd = _edge(act, q1e[edge], q2e[edge], ce[edge], D[edge])
-        for k, (g1, g2, g) in enumerate(zip(dq1, dq2, dc, strict=True)):
-            g1, g2, g = (v.expand(shape)[edge] for v in (g1, g2, g))
-            dk[k][edge] = pk[0] * g1 + pk[1] * g2 + pk[2] * g
-            dd[k][edge] = pd[0] * g1 + pd[1] * g2 + pd[2] * g
-    return K, D, dk, dd
-
-
-def param_partials(act, name: str, q1: Tensor, q2: Tensor, c: Tensor) -> tuple[Tensor, Tensor]:
-    """(dK/dp, dKdot/dp) of ``act`` at fixed moments, p its parameter ``name``: forward-mode
-    autograd with p a dual number, through the closed form or the quadrature (whose rule does
-    not depend on p: the kinks it splits at stay put, ``hyper.check_activation_parameter``),
-    elementwise. A formula that reads p as a plain number would drop its tangent: that is an
-    error here, not a zero derivative."""
-    shape = torch.broadcast_shapes(q1.shape, q2.shape, c.shape)
-    base = [v.detach().expand(shape).contiguous() for v in (q1, q2, c)]
-    value = torch.tensor(float(act.params[name]), dtype=torch.float64, device=base[0].device)
-    # (forward-mode autograd follows the grad mode: a caller's no_grad, as in an autograd
-    # Function's forward, would drop every tangent)
-    with torch.enable_grad(), fwAD.dual_level(), warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)
-        warnings.simplefilter("ignore", DeprecationWarning)
-        p = fwAD.make_dual(value, torch.ones_like(value))
-        dual = dataclasses.replace(act, params={**act.params, name: p})
-        out = [fwAD.unpack_dual(v).tangent for v in dual.kernel(*base, check=False)]
-    if any(t is None for t in out):
-        raise NotImplementedError(f"the formula of {act.name!r} reads {name} as a number, so no "
-                                  f"derivative in it can be taken; keep {name} fixed")
-    return tuple(t.expand(shape).clone() for t in out)
-
-
-def _forward(kernel, q1, q2, c, dq1, dq2, dc, shape, expand: bool):
-    """Forward-mode autograd of ``kernel(q1, q2, c, check=False) -> (K, Kdot)`` along each
-    tangent (in-place operations, which the closed forms use for speed, carry their tangents
-    along). ``expand``: the moments as full tiles (else as they broadcast: a Hermite series
-    computes its coefficients once per row and column)."""
-    def prepared(v):
-        v = v.detach()
-        return v.expand(shape).contiguous() if expand else v
-    base = [prepared(v) for v in (q1, q2, c)]
-    if not dc:
-        K, D = kernel(*base, check=False)
-        return K, D, [], []
-    dk, dd = [], []
-    with torch.enable_grad(), fwAD.dual_level(), warnings.catch_warnings():  # (see above)
-        warnings.simplefilter("ignore", UserWarning)  # (scalar reads of checked tensors)
-        # (torch's first dual tensor loads its decompositions through torch.jit.script,
-        # which warns that it is deprecated: torch's own business)
-        warnings.simplefilter("ignore", DeprecationWarning)
-        for g1, g2, g in zip(dq1, dq2, dc, strict=True):
-            duals = [fwAD.make_dual(v, t.detach().expand(v.shape).contiguous())
-                     for v, t in zip(base, (g1, g2, g), strict=True)]
-            # (moments from the network's own passes: checked there, and the results after)
-            out = [fwAD.unpack_dual(v) for v in kernel(*duals, check=False)]
-            (K, tk), (D, td) = out
-            dk.append(torch.zeros(shape, dtype=K.dtype) if tk is None
-                      else tk.expand(shape).clone())
-            dd.append(torch.zeros(shape, dtype=K.dtype) if td is None
-                      else td.expand(shape).clone())
-    return K.expand(shape).clone(), D.expand(shape).clone(), dk, dd
-
-
-def _partials(act, q1: Tensor, q2: Tensor, c: Tensor, shape):
-    """(K, Kdot, [dK/dq1, dK/dq2, dK/dc], [dKdot/dq1, dKdot/dq2, dKdot/dc]) by reverse-mode
-    autograd through the quadrature, elementwise, ``PARTIAL_ENTRIES`` entries at a time (the
-    graph holds every node of the rule: tens of MB an entry)."""
-    flat = [v.detach().expand(shape).reshape(-1) for v in (q1, q2, c)]
-    out = [torch.empty(flat[0].shape, dtype=torch.float64, device=flat[0].device)
-           for _ in range(8)]
-    for start in range(0, flat[0].numel(), PARTIAL_ENTRIES):
-        sel = slice(start, start + PARTIAL_ENTRIES)
-        leaves = [v[sel].clone().requires_grad_(True) for v in flat]
-        # (tensors that autograd saved are copied before an in-place operation overwrites them)
-        with torch.enable_grad(), warnings.catch_warnings(), \
-                torch.autograd.graph.allow_mutation_on_saved_tensors():
-            warnings.simplefilter("ignore", UserWarning)  # (scalar reads of checked tensors)
-            K, D = act.kernel(*leaves)
-            parts = [torch.autograd.grad(v.sum(), leaves, retain_graph=True, allow_unused=True)
-                     if v.requires_grad else (None,) * 3 for v in (K, D)]
-        for slot, v in zip(out, (K, D, *parts[0], *parts[1]), strict=True):
-            slot[sel] = 0.0 if v is None else v.detach()
-    K, D, *rest = (t.reshape(shape) for t in out)
-    return K, D, rest[:3], rest[3:]
-
-
-def _edge(act, q1: Tensor, q2: Tensor, c: Tensor, D: Tensor):
-    """Entries at rho = +-1 (sign of c; c = 0 only with a zero variance): the derivatives of
-    g = E[phi(sqrt(q1) z) phi(+-sqrt(q2) z)] and h (the same of phi') in q1 and q2 (``_along``);
-    dK = g_q1 dq1 + g_q2 dq2 + Kdot (dc -+ d sqrt(q1 q2)), dKdot = h_q1 dq1 + h_q2 dq2 (a
-    parallel pair stays parallel). Returns the partial derivatives ([K's], [Kdot's]) in
-    (q1, q2, c) that give these."""
-    out = [torch.empty_like(q1) for _ in range(4)]
-    for sign in (1.0, -1.0):
-        sel = c >= 0 if sign > 0 else c < 0
-        if bool(sel.any()):
-            for slot, v in zip(out, _along(act, q1[sel], q2[sel], sign), strict=True):
-                slot[sel] = v
-    root = (q1 * q2).sqrt()
-    half1 = torch.where(q1 > 0, 0.5 * root / q1, math.inf)
-    half2 = torch.where(q2 > 0, 0.5 * root / q2, math.inf)
-    sign = torch.where(c >= 0, 1.0, -1.0).to(q1.dtype)
-    return ([out[0] - D * sign * half1, out[1] - D * sign * half2, D],
-            [out[2], out[3], torch.zeros_like(D)])
-
-
-def _along(act, q1: Tensor, q2: Tensor, sign: float) -> list[Tensor]:
-    """[g_q1, g_q2, h_q1, h_q2] of parallel (sign 1) or antiparallel (-1) pairs: autograd
-    through the activation's angle form at theta = 0 or pi where it has one, else through the
-    1-D rule (``degenerate_expectation``) of phi(x) phi(+-x)."""
-    a, b = (v.detach().clone().requires_grad_(True) for v in (q1, q2))
-    with torch.enable_grad(), torch.autograd.graph.allow_mutation_on_saved_tensors():
-        if act.angle_form is not None:
-            theta = torch.full_like(a, 0.0 if sign > 0 else math.pi)
-            val, dval, _ = act.angle_form(a, b, theta, **act.params)
-            val, dval = act.gain**2 * val, act.gain**2 * dval
+    def layer_norm(self, s: _State) -> _State:
+        """Sigma / sqrt(q1 q2) and Theta / sqrt(q1 q2); each input's variance becomes 1."""
+        (q1, dq1), (q2, dq2) = self.moments(s)
+        if self.sides is None:  # (each input with itself: exactly 1, and no tangent)
+            c = torch.ones_like(s.c)
+            dc = [torch.zeros_like(s.c) for _ in self.names]
+            scale, rel = q1, [g1 / q1 for g1 in dq1]
         else:
-            if sign > 0:
-                g, dg, kinks_g = act, act.derivative, act.kinks
-            else:
-                def g(x):
-                    return act(-x)
+            scale = geometric_mean(q1, q2)
+            rel = [0.5 * (g1 / q1 + g2 / q2) for g1, g2 in zip(dq1, dq2, strict=True)]
+            c = s.c / scale
+            dc = [g / scale - c * r for g, r in zip(s.dc, rel, strict=True)]
+        t = s.t / scale
+        dt = [g / scale - t * r for g, r in zip(s.dt, rel, strict=True)]
+        return _State(c, t, dc, dt, s.width)
 
-                def dg(x):
-                    return act.derivative(-x)
-                kinks_g = tuple(-k for k in act.kinks)
-            val, dval = degenerate_expectation([(act, g), (act.derivative, dg)], a, b, [],
-                                               act.kinks, kinks_g,
-                                               f"the parallel pairs of {act.name!r}")
-        # (a value that does not depend on the variances, as ReLU's Kdot: derivatives 0)
-        gk, gd = (torch.autograd.grad(v.sum(), (a, b), retain_graph=True, allow_unused=True)
-                  if v.requires_grad else (None, None) for v in (val, dval))
-    return [torch.zeros_like(q1) if v is None else v for v in (*gk, *gd)]
+    def branches(self, block, s: _State) -> _State:
+        """The branches from one input, their moments and tangents summed with the squared
+        weights (a concatenation's weights make that the mean)."""
+        outs = [self.layers(b.layers, s) for b in block.branches]
+        w2 = [w * w for w in block.weights]
+        widths = [o.width for o in outs]
+        width = (None if any(v is None for v in widths)
+                 else sum(widths) if block.combine == "concat" else widths[0])
+        return _State(sum(w * o.c for w, o in zip(w2, outs, strict=True)),
+                      sum(w * o.t for w, o in zip(w2, outs, strict=True)),
+                      [sum(w * o.dc[k] for w, o in zip(w2, outs, strict=True))
+                       for k in range(len(self.names))],
+                      [sum(w * o.dt[k] for w, o in zip(w2, outs, strict=True))
+                       for k in range(len(self.names))], width)
 
 
 def diagonal_gradients(net, x, *, wrt=None) -> tuple[Kernel, dict[str, Kernel]]:

@@ -5,12 +5,15 @@ a network and written into a copy of it.
 
 A fully-connected network of ``infnet.fc`` has one ``w_std`` and one ``b_std`` for all of its
 Dense layers, and a GP prior learns those two numbers (the readout included). Networks whose
-Dense layers disagree have no single value to learn and are refused, as are layers other than
-Dense and activations (branches, LayerNorm, spatial layers), whose gradients are not written
-yet. An activation parameter is learned when every activation layer is the same catalog
-activation (one value shared by all of them), and when it does not move a kink of a unit
-without a closed form (hardtanh's ``max_val``: the jump of phi' would move with it, which the
-quadrature's fixed breakpoints do not follow).
+Dense layers disagree have no single value to learn and are refused. Residual blocks and other
+branches (``network.residual``, ``branch_sum``, ``parallel``) and ``LayerNorm`` may sit between
+them: their Dense layers share the same two numbers, and their weights stay fixed. Spatial
+layers (convolutions, pooling) are refused: their gradients are not written yet.
+
+An activation parameter is learned when every activation layer is the same catalog activation
+(one value shared by all of them), and when it does not move a kink of a unit without a closed
+form (hardtanh's ``max_val``: the jump of phi' would move with it, which the quadrature's fixed
+breakpoints do not follow).
 """
 
 from __future__ import annotations
@@ -18,28 +21,40 @@ from __future__ import annotations
 import dataclasses
 
 from ..activations.gated import Gated
-from ..network import Dense, Network, Nonlinearity
+from ..network import Branches, Dense, LayerNorm, Network, Nonlinearity
 
 #: the hyperparameters of the Dense layers, in this order
 NAMES = ("w_std", "b_std")
 
 
 def check_chain(net) -> None:
-    """Raise TypeError unless ``net`` is a Network of Dense layers and (ungated) activations
-    that jump nowhere (a step's Kdot is a Dirac mass, its gradient has no finite value)."""
+    """Raise TypeError unless ``net`` is a Network of Dense layers, (ungated) activations that
+    jump nowhere (a step's Kdot is a Dirac mass, its gradient has no finite value), LayerNorm
+    and branches of such layers."""
     if not isinstance(net, Network):
         raise TypeError(f"expected an infnet Network (infnet.fc, infnet.serial), got "
                         f"{type(net).__name__}")
-    for layer in net.layers:
-        if isinstance(layer, Dense):
+    for layer in leaves(net.layers):
+        if isinstance(layer, (Dense, LayerNorm)):
             continue
         if isinstance(layer, Nonlinearity) and not isinstance(layer.act, Gated):
             if layer.act.jumps:
                 raise TypeError(f"{layer.act.name} jumps: its NTK map holds a Dirac mass and "
                                 "has no hyperparameter gradient; use a continuous activation")
             continue
-        raise TypeError(f"hyperparameter gradients are written for chains of Dense layers and "
-                        f"activations; this network has {layer!r:.80}")
+        raise TypeError(f"hyperparameter gradients are written for networks of Dense layers, "
+                        f"activations, LayerNorm and branches of them; this network has "
+                        f"{layer!r:.80}")
+
+
+def leaves(layers):
+    """The layers in order, those of branches (``Branches``) in place of the block."""
+    for layer in layers:
+        if isinstance(layer, Branches):
+            for branch in layer.branches:
+                yield from leaves(branch.layers)
+        else:
+            yield layer
 
 
 def hyperparameters(net) -> dict[str, float]:
@@ -48,7 +63,8 @@ def hyperparameters(net) -> dict[str, float]:
     Raises
     ------
     TypeError
-        The network is not a chain of Dense layers and activations (``check_chain``).
+        The network holds a layer other than Dense, activations, LayerNorm and branches
+        (``check_chain``).
     ValueError
         Its Dense layers have different ``w_std`` or ``b_std``, or some have a bias and others
         none.
@@ -59,7 +75,7 @@ def hyperparameters(net) -> dict[str, float]:
     {'w_std': 1.5, 'b_std': 0.1}
     """
     check_chain(net)
-    dense = [layer for layer in net.layers if isinstance(layer, Dense)]
+    dense = [layer for layer in leaves(net.layers) if isinstance(layer, Dense)]
     if not dense:
         raise ValueError("the network has no Dense layer: nothing to learn")
     out = {}
@@ -82,7 +98,7 @@ def with_hyperparameters(net, **values) -> Network:
     Raises
     ------
     TypeError
-        An unknown name, or a network that is not a chain of Dense layers and activations.
+        An unknown name, or a network that ``check_chain`` refuses.
     ValueError
         A value that Dense refuses (negative, not finite); ``b_std`` for a network without bias.
     """
@@ -97,12 +113,26 @@ def with_hyperparameters(net, **values) -> Network:
         check_activation_parameter(net, name)
     act = None
     if unit:
-        act = next(layer.act for layer in net.layers if isinstance(layer, Nonlinearity))
+        act = next(layer.act for layer in leaves(net.layers) if isinstance(layer, Nonlinearity))
         act = act.with_params(**{k: float(v) for k, v in unit.items()})
-    layers = [dataclasses.replace(layer, **dense) if isinstance(layer, Dense)
-              else dataclasses.replace(layer, act=act) if act is not None else layer
-              for layer in net.layers]
-    return Network(*layers)
+    return Network(*_rebuilt(net.layers, dense, act))
+
+
+def _rebuilt(layers, dense: dict, act) -> list:
+    """The layers with the Dense values ``dense`` and the activation ``act`` (None: kept),
+    inside branches too."""
+    out = []
+    for layer in layers:
+        if isinstance(layer, Branches):
+            branches = tuple(Network(*_rebuilt(b.layers, dense, act), check=False)
+                             for b in layer.branches)
+            layer = dataclasses.replace(layer, branches=branches)
+        elif isinstance(layer, Dense):
+            layer = dataclasses.replace(layer, **dense)
+        elif isinstance(layer, Nonlinearity) and act is not None:
+            layer = dataclasses.replace(layer, act=act)
+        out.append(layer)
+    return out
 
 
 def activation_parameters(net) -> dict[str, float]:
@@ -113,7 +143,7 @@ def activation_parameters(net) -> dict[str, float]:
     Raises
     ------
     TypeError
-        The network is not a chain of Dense layers and activations.
+        A network that ``check_chain`` refuses.
     ValueError
         Its activation layers are not all the same activation.
 
@@ -123,7 +153,7 @@ def activation_parameters(net) -> dict[str, float]:
     {'beta': 1.0}
     """
     check_chain(net)
-    acts = [layer.act for layer in net.layers if isinstance(layer, Nonlinearity)]
+    acts = [layer.act for layer in leaves(net.layers) if isinstance(layer, Nonlinearity)]
     if not acts:
         return {}
     first = acts[0]
@@ -138,11 +168,12 @@ def check_activation_parameter(net, name: str) -> None:
     """Raise unless ``name`` is a differentiable parameter of the network's activation."""
     params = activation_parameters(net)
     if name not in params:
-        act = next((layer.act for layer in net.layers if isinstance(layer, Nonlinearity)), None)
+        act = next((layer.act for layer in leaves(net.layers)
+                    if isinstance(layer, Nonlinearity)), None)
         have = ", ".join(["w_std", "b_std", *params])
         what = "no activation" if act is None else f"activation {act.name!r}"
         raise TypeError(f"unknown hyperparameter {name!r}: the network ({what}) has {have}")
-    act = next(layer.act for layer in net.layers if isinstance(layer, Nonlinearity))
+    act = next(layer.act for layer in leaves(net.layers) if isinstance(layer, Nonlinearity))
     if act.entry is None:
         raise ValueError(f"{act.name!r} is not a catalog activation: its parameters cannot be "
                          "rebuilt; learn w_std and b_std only")
