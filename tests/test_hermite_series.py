@@ -92,7 +92,10 @@ def test_the_truncation_bound_holds():
     approx = hermite.horner(s1.a, s2.a, rho, 12)
     exact = hermite.horner(s1.a, s2.a, rho, 256)
     energy = (act.diagonal_kernel(q1)[0] * act.diagonal_kernel(q2)[0]).sqrt()
-    ta1, ta2 = (hermite.coefficients(act, q.reshape(-1), 12)[1][:, -1].sqrt() for q in (q1, q2))
+    # (the tails are E[f^2] minus the sum of the a_k^2: differences that round at about
+    # 1e-16 of E[f^2], so each carries that floor)
+    ta1, ta2 = ((hermite.coefficients(act, q.reshape(-1), 12)[1][:, -1] + 1e-15).sqrt()
+                for q in (q1, q2))
     bound = rho.abs() ** 13 * ta1.reshape(q1.shape) * ta2.reshape(q2.shape) * energy
     err = (approx - exact).abs()
     assert bool((err <= bound * (1 + 1e-6) + 1e-15).all())

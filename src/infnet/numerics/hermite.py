@@ -88,9 +88,15 @@ def _rule(degree: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 
 @functools.lru_cache(maxsize=16)
-def _rule_tensors(degree: int, dtype, device) -> tuple[Tensor, Tensor, Tensor]:
-    """``_rule`` as tensors on a device (once: 8 MB at degree 512)."""
-    return tuple(torch.as_tensor(a, dtype=dtype, device=device) for a in _rule(degree))
+def _rule_tensors(degree: int, dtype, device) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """``_rule`` as tensors on a device (once: 8 MB at degree 512): nodes, weights, and the
+    basis at the positive half of the nodes split by parity, (M / 2, degree / 2 + 1) for the
+    even degrees and for the odd ones (``coefficients``)."""
+    z, w, g = _rule(degree)
+    half = z.shape[0] // 2  # (an even number of nodes: none at 0)
+    pos = g[:, half:]
+    return tuple(torch.as_tensor(np.ascontiguousarray(a), dtype=dtype, device=device)
+                 for a in (z, w, pos[0::2].T, pos[1::2].T))
 
 
 def coefficients(f: Callable[[Tensor], Tensor], q: Tensor, degree: int
@@ -98,10 +104,18 @@ def coefficients(f: Callable[[Tensor], Tensor], q: Tensor, degree: int
     """Hermite coefficients of f(sqrt(q) z) for the variances q (N,): (a (N, degree + 1),
     tail (N, degree + 1)), tail[:, k] = E[f^2] - sum_{j <= k} a_j^2 (>= 0) as a fraction of
     E[f(sqrt(q) z)^2] (0 where that is 0; inf where f^2 has not decayed at |z| = ``FAR``, or
-    overflows: the rule cannot vouch for its sums)."""
-    z, w, basis = _rule_tensors(degree, q.dtype, q.device)
+    overflows: the rule cannot vouch for its sums).
+
+    The rule is symmetric and h_k(-z) = (-1)^k h_k(z): the even degrees are sums of the even
+    part f(z) + f(-z) over the positive nodes, the odd ones of the odd part, which halves the
+    products of the full sums."""
+    z, w, even_basis, odd_basis = _rule_tensors(degree, q.dtype, q.device)
     values = f(q.clamp(min=0).sqrt()[:, None] * z[None, :])  # (N, M)
-    a = values @ basis.T
+    half = z.shape[0] // 2
+    upper, lower = values[:, half:], values[:, :half].flip(1)
+    a = torch.empty(values.shape[0], degree + 1, dtype=values.dtype, device=values.device)
+    a[:, 0::2] = (upper + lower) @ even_basis
+    a[:, 1::2] = (upper - lower) @ odd_basis
     energy = (values * values) @ w
     # f^2 must have decayed where the Gaussian weight is below 1e-21 (|z| > 10): otherwise
     # the expectation may diverge, and the rule's finite sum means nothing
