@@ -42,3 +42,25 @@ def test_command_writes_table_and_figure(tmp_path, monkeypatch, capsys):
 def test_command_refuses_a_bad_seed_count(capsys):
     assert main(["heavy-tails", "--seeds", "0"]) == 2
     assert "--seeds" in capsys.readouterr().err
+
+
+def test_command_with_classification(tmp_path, monkeypatch, capsys):
+    from infnet.experiments import heavy_tails_classes
+
+    monkeypatch.setattr(heavy_tails, "run", lambda seeds, log=None: [
+        {"task": "outliers", "model": m, "nll": 1.0, "nll_se": 0.1, "coverage90": 0.9,
+         "coverage90_se": 0.01} for m in heavy_tails.MODELS])
+    monkeypatch.setattr(heavy_tails, "figure", lambda path: path.write_bytes(b"png"))
+    monkeypatch.setattr(heavy_tails_classes, "split", functools.partial(
+        heavy_tails_classes.split, n_train=40, n_test=20))
+    monkeypatch.setattr(heavy_tails_classes, "STEPS", 50)
+    monkeypatch.setattr(heavy_tails_classes, "SAMPLES", 64)
+    assert main(["heavy-tails", "--seeds", "2", "--classification", "--out", str(tmp_path),
+                 "--quiet"]) == 0
+    out = capsys.readouterr().out
+    assert "| inverse-gamma mixture |" in out
+    rows = list(csv.DictReader(open(tmp_path / "heavy_tails_classes.csv")))
+    assert [r["model"] for r in rows] == list(heavy_tails_classes.MODELS)
+    for r in rows:
+        assert 0 <= float(r["accuracy"]) <= 1 and 0 <= float(r["ece"]) <= 1
+        assert 0 <= float(r["unseen_entropy"]) <= np.log(5) + 1e-12
