@@ -138,8 +138,8 @@ def test_hyperparameters_and_errors():
         hyperparameters(mixed)
     with pytest.raises(TypeError, match="jumps"):
         hyperparameters(infnet.fc("step", 1))
-    with pytest.raises(TypeError, match="networks of Dense layers"):
-        hyperparameters(infnet.network.cnn("relu", 1, readout="gap"))
+    with pytest.raises(TypeError, match="networks of Dense and Conv layers"):
+        hyperparameters(infnet.fc("reglu", 1))
     with pytest.raises(ValueError, match="must be a finite number"):
         with_hyperparameters(net, w_std=-1.0)
     zero = data()

@@ -15,7 +15,8 @@ each covariance and tangent kernel), with every layer's own derivatives exact:
 - LayerNorm: Sigma' = Sigma / sqrt(q1 q2), Theta' = Theta / sqrt(q1 q2), with d sqrt(q1 q2) /
   sqrt(q1 q2) = (dq1 / q1 + dq2 / q2) / 2 (each input's variance becomes 1, with no tangent);
 - branches (residual blocks): each branch walks from the same moments and tangents, and both
-  add up with the squared weights (fixed numbers).
+  add up with the squared weights (fixed numbers);
+- convolutions and pooling: the same on the pairs' spatial covariances (``spatial_walk``).
 
 An activation's own parameter p (swish's beta) adds its direct part dK/dp, dKdot/dp at fixed
 moments, by forward-mode autograd with p a dual number through the closed form or the
@@ -29,20 +30,22 @@ rule (``degenerate_expectation``), plus Kdot times the part of the tangent that 
 edge (none for exact duplicates).
 
 The kernels' values are those of ``Network.kernel`` (the exact path); this module adds the
-tangents, in tiles of rows.
+tangents, in tiles of rows (``walk``) or of pairs of images (``spatial_walk``).
 """
 
 from __future__ import annotations
 
-import dataclasses
+import math
 
 import torch
 
-from ..network import Branches, Dense, Kernel, LayerNorm
+from ..network import Kernel
+from ..network.images import as_images
 from ..network.inputs import angles, as_data
-from ..numerics.moments import geometric_mean
+from ..network.spatial import is_spatial
 from .hyper import check_activation_parameter, hyperparameters
-from .unit_tangents import param_partials, tangents
+from .spatial_walk import pairs_state, plan_of, self_state
+from .walk import State, walk
 
 Tensor = torch.Tensor
 
@@ -50,6 +53,8 @@ Tensor = torch.Tensor
 #: graph of nodes per entry), and with one
 ENTRIES = 1 << 14
 CLOSED_ENTRIES = 1 << 18
+#: entries of the spatial covariances of one tile of pairs of images
+SPATIAL_ENTRIES = 1 << 21
 
 
 def kernel_gradients(net, x1, x2=None, *, wrt=None) -> tuple[Kernel, dict[str, Kernel]]:
@@ -59,11 +64,12 @@ def kernel_gradients(net, x1, x2=None, *, wrt=None) -> tuple[Kernel, dict[str, K
     Parameters
     ----------
     net : Network
-        Dense layers and activations sharing one ``w_std`` and one ``b_std`` (``infnet.fc``;
-        ``hyper.hyperparameters``), with LayerNorm and branches of such layers (residual
-        blocks) between them.
+        Dense (and Conv) layers and activations sharing one ``w_std`` and one ``b_std``
+        (``infnet.fc``, ``network.cnn``; ``hyper.hyperparameters``), with LayerNorm, pooling
+        and branches of such layers (residual blocks) between them.
     x1, x2 : tensor or array
-        Inputs (n, features); x2=None: x1 with itself.
+        Inputs (n, features), or images (n, C, H, W) / sequences (n, C, L) for a spatial
+        network; x2=None: x1 with itself.
     wrt : sequence of str, optional
         The hyperparameters: ``"w_std"``, ``"b_std"`` and the continuous parameters of the
         network's activation (``hyper.activation_parameters``: swish's ``"beta"``, a tempered
@@ -100,18 +106,49 @@ def kernel_gradients(net, x1, x2=None, *, wrt=None) -> tuple[Kernel, dict[str, K
     """
     names = _names(net, wrt)
     symmetric = x2 is None
+    if is_spatial(net.layers):
+        kernel, out, diag = _spatial(net, x1, x2, names)
+    else:
+        kernel, out, diag = _fully_connected(net, x1, x2, names)
+    grads = {}
+    for k, name in enumerate(names):
+        g_nngp, g_ntk = out[name]
+        if symmetric:  # exactly symmetric, each input with itself from the diagonal pass
+            for g, values in ((g_nngp, diag[0][k]), (g_ntk, diag[1][k])):
+                g.copy_((g + g.T) / 2)
+                g.diagonal().copy_(values)
+        _check(g_nngp, g_ntk, name)
+        grads[name] = Kernel(g_nngp, g_ntk)
+    return kernel, grads
+
+
+def _empty(names, n1: int, n2: int, device) -> dict:
+    return {name: (torch.empty(n1, n2, dtype=torch.float64, device=device),
+                   torch.empty(n1, n2, dtype=torch.float64, device=device)) for name in names}
+
+
+def _put(out: dict, names, dc: list, dt: list, sel: slice, cols: slice, symmetric: bool):
+    for k, name in enumerate(names):
+        for g, tile in zip(out[name], (dc[k], dt[k]), strict=True):
+            g[sel, cols] = tile
+            if symmetric:
+                g[cols, sel] = tile.T
+
+
+def _fully_connected(net, x1, x2, names):
+    """(kernel, tangents {name: (d NNGP, d NTK)}, diagonal tangents ([dNNGP], [dNTK]))."""
+    symmetric = x2 is None
     x1 = as_data(x1, "x1", torch.float64)
     x2 = x1 if symmetric else as_data(x2, "x2", torch.float64, device=x1.device)
     kernel = net.kernel(x1, None if symmetric else x2)
     d = x1.shape[1]
     sq1 = (x1 * x1).sum(1) / d
     sq2 = sq1 if symmetric else (x2 * x2).sum(1) / d
-    diag1 = _walk(net, sq1, d, names, None)
+    diag1 = walk(net, sq1, d, names, None)
     rec1 = diag1[2]
-    rec2 = rec1 if symmetric else _walk(net, sq2, d, names, None)[2]
+    rec2 = rec1 if symmetric else walk(net, sq2, d, names, None)[2]
     n1, n2 = x1.shape[0], x2.shape[0]
-    out = {name: (torch.empty(n1, n2, dtype=torch.float64, device=x1.device),
-                  torch.empty(n1, n2, dtype=torch.float64, device=x1.device)) for name in names}
+    out = _empty(names, n1, n2, x1.device)
     closed = all(a.is_closed_form for a in net.activations)
     rows = max(1, (CLOSED_ENTRIES if closed else ENTRIES) // n2)
     norms1, norms2 = (sq1 * d).sqrt(), (sq2 * d).sqrt()
@@ -126,22 +163,53 @@ def kernel_gradients(net, x1, x2=None, *, wrt=None) -> tuple[Kernel, dict[str, K
         # duplicated inputs (angle 0 from the chord, equal norms): kept exactly parallel
         theta = angles(gram, x1[sel], b, norms1[sel], norms2[cols])  # (overwrites gram)
         same = (theta == 0) & (sq1[sel, None] == sq2[None, cols])
-        _, _, _, dc, dt = _walk(net, c, d, names, (view1, view2), same)
-        for k, name in enumerate(names):
-            for g, tile in zip(out[name], (dc[k], dt[k]), strict=True):
-                g[sel, cols] = tile
-                if symmetric:
-                    g[cols, sel] = tile.T
-    grads = {}
-    for k, name in enumerate(names):
-        g_nngp, g_ntk = out[name]
-        if symmetric:  # exactly symmetric, each input with itself from the diagonal pass
-            for g, diag in ((g_nngp, diag1[3][k]), (g_ntk, diag1[4][k])):
-                g.copy_((g + g.T) / 2)
-                g.diagonal().copy_(diag)
-        _check(g_nngp, g_ntk, name)
-        grads[name] = Kernel(g_nngp, g_ntk)
-    return kernel, grads
+        _, _, _, dc, dt = walk(net, c, d, names, (view1, view2), same)
+        _put(out, names, dc, dt, sel, cols, symmetric)
+    return kernel, out, (diag1[3], diag1[4])
+
+
+def _spatial(net, x1, x2, names):
+    """``_fully_connected`` for a network of spatial layers (``spatial_walk``), in square tiles
+    of pairs whose spatial covariances hold about ``SPATIAL_ENTRIES`` entries."""
+    plan = plan_of(net)
+    symmetric = x2 is None
+    x1 = as_images(x1, "x1", plan.ndim)
+    x2 = x1 if symmetric else as_images(x2, "x2", plan.ndim, device=x1.device)
+    kernel = net.kernel(x1, None if symmetric else x2)
+    pairs = max(1, SPATIAL_ENTRIES // plan.pair_entries(tuple(x1.shape[2:])))
+    side = max(1, math.isqrt(pairs))
+    s1, heads1, tails1 = _self_chunks(plan, x1, names, pairs)
+    heads2, tails2 = (heads1, tails1) if symmetric else _self_chunks(plan, x2, names, pairs)[1:]
+    n1, n2 = x1.shape[0], x2.shape[0]
+    out = _empty(names, n1, n2, x1.device)
+
+    def part(records, sel):
+        return [(q[sel], [g[sel] for g in dq]) for q, dq in records]
+    for i in range(0, n1, side):
+        rows = slice(i, i + side)
+        for j in range(i if symmetric else 0, n2, side):
+            cols = slice(j, j + side)
+            s = pairs_state(plan, x1[rows], x2[cols], (part(heads1, rows), part(heads2, cols)),
+                            (part(tails1, rows), part(tails2, cols)), names)
+            _put(out, names, s.dc, s.dt, rows, cols, symmetric)
+    return kernel, out, (s1.dc, s1.dt)
+
+
+def _self_chunks(plan, x, names, chunk: int):
+    """``spatial_walk.self_state`` in chunks of ``chunk`` inputs, concatenated."""
+    parts = [self_state(plan, x[i:i + chunk], names) for i in range(0, x.shape[0], chunk)]
+
+    def cat(records):
+        return [(torch.cat([r[k][0] for r in records]),
+                 [torch.cat([r[k][1][j] for r in records]) for j in range(len(names))])
+                for k in range(len(records[0]))]
+    states = [p[0] for p in parts]
+    final = State(torch.cat([s.c for s in states]), torch.cat([s.t for s in states]),
+                  [torch.cat([s.dc[j] for s in states]) for j in range(len(names))],
+                  [torch.cat([s.dt[j] for s in states]) for j in range(len(names))],
+                  states[0].width)
+    heads, tails = [p[1] for p in parts], [p[2] for p in parts]
+    return final, (cat(heads) if heads[0] else []), (cat(tails) if tails[0] else [])
 
 
 def _names(net, wrt) -> tuple[str, ...]:
@@ -169,130 +237,20 @@ def _check(g_nngp: Tensor, g_ntk: Tensor, name: str) -> None:
                              "or keep b_std > 0")
 
 
-def _walk(net, c: Tensor, width: int, names: tuple, sides, same: Tensor | None = None):
-    """The layers on covariances c of the data (x.x'/d), with the tangents of each name.
-    ``sides`` None: the diagonal pass (c holds each input's variance), whose records, one per
-    activation and LayerNorm in the order of the walk, are (q, [dq per name]) at its input;
-    else the two sides' records (rows, columns), and ``same`` the pairs of one input twice,
-    whose moments are set to the rows' variances before each activation (so that they sit
-    exactly at rho = 1). Returns (Sigma, Theta, records, [dSigma], [dTheta])."""
-    zero = torch.zeros_like(c)
-    state = _State(c, zero, [zero.clone() for _ in names], [zero.clone() for _ in names], width)
-    walk = _Walk(names, sides, same)
-    state = walk.layers(net.layers, state)
-    return state.c, state.t, walk.records, state.dc, state.dt
-
-
-@dataclasses.dataclass
-class _State:
-    """The moments of the walk: Sigma (c), Theta (t), their tangents, the width."""
-
-    c: Tensor
-    t: Tensor
-    dc: list
-    dt: list
-    width: int | None
-
-
-class _Walk:
-    """One pass of ``_walk``: the records of the sides, read (or written) in layer order."""
-
-    def __init__(self, names: tuple, sides, same: Tensor | None):
-        self.names, self.sides, self.same = names, sides, same
-        self.records, self.at = [], 0
-
-    def layers(self, layers, s: _State) -> _State:
-        for layer in layers:
-            if isinstance(layer, Dense):
-                s = self.dense(layer, s)
-            elif isinstance(layer, Branches):
-                s = self.branches(layer, s)
-            elif isinstance(layer, LayerNorm):
-                s = self.layer_norm(s)
-            else:
-                s = self.activation(layer.act, s)
-        return s
-
-    def moments(self, s: _State):
-        """The sides' (q, [dq]) at this layer: recorded (diagonal pass) or read."""
-        if self.sides is None:
-            self.records.append((s.c, s.dc))
-            return (s.c, s.dc), (s.c, s.dc)
-        out = self.sides[0][self.at], self.sides[1][self.at]
-        self.at += 1
-        return out
-
-    def dense(self, layer, s: _State) -> _State:
-        names, c, t = self.names, s.c, s.t
-        w, b = layer.w_std, layer.b_std or 0.0
-        new = w * w * c + b * b
-        dnew = [w * w * g + (2 * w * c if n == "w_std" else 0.0)
-                + (2 * b if n == "b_std" else 0.0) for g, n in zip(s.dc, names, strict=True)]
-        if layer.parameterization == "ntk":
-            dt = [w * w * g + (2 * w * t if n == "w_std" else 0.0) + h
-                  for g, h, n in zip(s.dt, dnew, names, strict=True)]
-            t = w * w * t + new
-        else:
-            bias = 0.0 if layer.b_std is None else 1.0
-            dt = [s.width * h + w * w * g + (2 * w * t if n == "w_std" else 0.0)
-                  for g, h, n in zip(s.dt, s.dc, names, strict=True)]
-            t = s.width * c + bias + w * w * t
-        return _State(new, t, dnew, dt, layer.width)
-
-    def activation(self, act, s: _State) -> _State:
-        (q1, dq1), (q2, dq2) = self.moments(s)
-        c, dc = s.c, s.dc
-        if self.sides is not None and self.same is not None and bool(self.same.any()):
-            # (one input twice: equal variances and tangents on both sides already)
-            c = torch.where(self.same, q1, c)
-            dc = [torch.where(self.same, g1, g) for g1, g in zip(dq1, dc, strict=True)]
-        K, D, dk, dd = tangents(act, q1, q2, c, dq1, dq2, dc)
-        for k, name in enumerate(self.names):
-            if name in act.params:  # the activation's own parameter: its direct part
-                pk, pd = param_partials(act, name, q1, q2, c)
-                dk[k], dd[k] = dk[k] + pk, dd[k] + pd
-        dt = [g * s.t + D * h for g, h in zip(dd, s.dt, strict=True)]
-        return _State(K, D * s.t, dk, dt, s.width)
-
-    def layer_norm(self, s: _State) -> _State:
-        """Sigma / sqrt(q1 q2) and Theta / sqrt(q1 q2); each input's variance becomes 1."""
-        (q1, dq1), (q2, dq2) = self.moments(s)
-        if self.sides is None:  # (each input with itself: exactly 1, and no tangent)
-            c = torch.ones_like(s.c)
-            dc = [torch.zeros_like(s.c) for _ in self.names]
-            scale, rel = q1, [g1 / q1 for g1 in dq1]
-        else:
-            scale = geometric_mean(q1, q2)
-            rel = [0.5 * (g1 / q1 + g2 / q2) for g1, g2 in zip(dq1, dq2, strict=True)]
-            c = s.c / scale
-            dc = [g / scale - c * r for g, r in zip(s.dc, rel, strict=True)]
-        t = s.t / scale
-        dt = [g / scale - t * r for g, r in zip(s.dt, rel, strict=True)]
-        return _State(c, t, dc, dt, s.width)
-
-    def branches(self, block, s: _State) -> _State:
-        """The branches from one input, their moments and tangents summed with the squared
-        weights (a concatenation's weights make that the mean)."""
-        outs = [self.layers(b.layers, s) for b in block.branches]
-        w2 = [w * w for w in block.weights]
-        widths = [o.width for o in outs]
-        width = (None if any(v is None for v in widths)
-                 else sum(widths) if block.combine == "concat" else widths[0])
-        return _State(sum(w * o.c for w, o in zip(w2, outs, strict=True)),
-                      sum(w * o.t for w, o in zip(w2, outs, strict=True)),
-                      [sum(w * o.dc[k] for w, o in zip(w2, outs, strict=True))
-                       for k in range(len(self.names))],
-                      [sum(w * o.dt[k] for w, o in zip(w2, outs, strict=True))
-                       for k in range(len(self.names))], width)
-
-
 def diagonal_gradients(net, x, *, wrt=None) -> tuple[Kernel, dict[str, Kernel]]:
     """The kernels of each row of x with itself (n,) and their derivatives (``kernel_gradients``
     restricted to the diagonal: the diagonal pass alone, O(n))."""
     names = _names(net, wrt)
-    x = as_data(x, "x", torch.float64)
-    d = x.shape[1]
-    nngp, ntk, _, dc, dt = _walk(net, (x * x).sum(1) / d, d, names, None)
+    if is_spatial(net.layers):
+        plan = plan_of(net)
+        x = as_images(x, "x", plan.ndim)
+        s = _self_chunks(plan, x, names, max(1, SPATIAL_ENTRIES // plan.pair_entries(
+            tuple(x.shape[2:]))))[0]
+        nngp, ntk, dc, dt = s.c, s.t, s.dc, s.dt
+    else:
+        x = as_data(x, "x", torch.float64)
+        d = x.shape[1]
+        nngp, ntk, _, dc, dt = walk(net, (x * x).sum(1) / d, d, names, None)
     grads = {}
     for k, name in enumerate(names):
         _check(dc[k], dt[k], name)

@@ -4,11 +4,12 @@ parameters of its activation (swish's ``beta``, a tempered sigmoid's ``temperatu
 a network and written into a copy of it.
 
 A fully-connected network of ``infnet.fc`` has one ``w_std`` and one ``b_std`` for all of its
-Dense layers, and a GP prior learns those two numbers (the readout included). Networks whose
-Dense layers disagree have no single value to learn and are refused. Residual blocks and other
-branches (``network.residual``, ``branch_sum``, ``parallel``) and ``LayerNorm`` may sit between
-them: their Dense layers share the same two numbers, and their weights stay fixed. Spatial
-layers (convolutions, pooling) are refused: their gradients are not written yet.
+Dense layers, and a GP prior learns those two numbers (the readout included); a convolutional
+one (``network.cnn``, ``myrtle``) shares them between its convolutions (``Conv``,
+``ConvLocal``) and its readout. Networks whose layers disagree have no single value to learn
+and are refused. Residual blocks and other branches (``network.residual``, ``branch_sum``,
+``parallel``), ``LayerNorm`` and the spatial layers without parameters (``AvgPool``,
+``GlobalAvgPool``, ``Flatten``) may sit between them: the weights of branches stay fixed.
 
 An activation parameter is learned when every activation layer is the same catalog activation
 (one value shared by all of them), and when it does not move a kink of a unit without a closed
@@ -21,30 +22,42 @@ from __future__ import annotations
 import dataclasses
 
 from ..activations.gated import Gated
-from ..network import Branches, Dense, LayerNorm, Network, Nonlinearity
+from ..network import (
+    AvgPool,
+    Branches,
+    Conv,
+    Dense,
+    Flatten,
+    GlobalAvgPool,
+    LayerNorm,
+    Network,
+    Nonlinearity,
+)
 
 #: the hyperparameters of the Dense layers, in this order
 NAMES = ("w_std", "b_std")
+#: the layers that have them (ConvLocal is a Conv)
+WEIGHTED = (Dense, Conv)
 
 
 def check_chain(net) -> None:
-    """Raise TypeError unless ``net`` is a Network of Dense layers, (ungated) activations that
-    jump nowhere (a step's Kdot is a Dirac mass, its gradient has no finite value), LayerNorm
-    and branches of such layers."""
+    """Raise TypeError unless ``net`` is a Network of Dense and convolutional layers, (ungated)
+    activations that jump nowhere (a step's Kdot is a Dirac mass, its gradient has no finite
+    value), LayerNorm, pooling, Flatten and branches of such layers."""
     if not isinstance(net, Network):
         raise TypeError(f"expected an infnet Network (infnet.fc, infnet.serial), got "
                         f"{type(net).__name__}")
     for layer in leaves(net.layers):
-        if isinstance(layer, (Dense, LayerNorm)):
+        if isinstance(layer, (*WEIGHTED, LayerNorm, AvgPool, GlobalAvgPool, Flatten)):
             continue
         if isinstance(layer, Nonlinearity) and not isinstance(layer.act, Gated):
             if layer.act.jumps:
                 raise TypeError(f"{layer.act.name} jumps: its NTK map holds a Dirac mass and "
                                 "has no hyperparameter gradient; use a continuous activation")
             continue
-        raise TypeError(f"hyperparameter gradients are written for networks of Dense layers, "
-                        f"activations, LayerNorm and branches of them; this network has "
-                        f"{layer!r:.80}")
+        raise TypeError(f"hyperparameter gradients are written for networks of Dense and Conv "
+                        f"layers, activations, LayerNorm, pooling and branches of them; this "
+                        f"network has {layer!r:.80}")
 
 
 def leaves(layers):
@@ -75,7 +88,7 @@ def hyperparameters(net) -> dict[str, float]:
     {'w_std': 1.5, 'b_std': 0.1}
     """
     check_chain(net)
-    dense = [layer for layer in leaves(net.layers) if isinstance(layer, Dense)]
+    dense = [layer for layer in leaves(net.layers) if isinstance(layer, WEIGHTED)]
     if not dense:
         raise ValueError("the network has no Dense layer: nothing to learn")
     out = {}
@@ -127,7 +140,7 @@ def _rebuilt(layers, dense: dict, act) -> list:
             branches = tuple(Network(*_rebuilt(b.layers, dense, act), check=False)
                              for b in layer.branches)
             layer = dataclasses.replace(layer, branches=branches)
-        elif isinstance(layer, Dense):
+        elif isinstance(layer, WEIGHTED):
             layer = dataclasses.replace(layer, **dense)
         elif isinstance(layer, Nonlinearity) and act is not None:
             layer = dataclasses.replace(layer, act=act)

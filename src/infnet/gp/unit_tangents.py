@@ -57,12 +57,14 @@ def tangents(act, q1: Tensor, q2: Tensor, c: Tensor, dq1: list, dq2: list, dc: l
 
 def param_partials(act, name: str, q1: Tensor, q2: Tensor, c: Tensor) -> tuple[Tensor, Tensor]:
     """(dK/dp, dKdot/dp) of ``act`` at fixed moments, p its parameter ``name``: forward-mode
-    autograd with p a dual number, through the closed form or the quadrature (whose rule does
-    not depend on p: the kinks it splits at stay put, ``hyper.check_activation_parameter``),
-    elementwise. A formula that reads p as a plain number would drop its tangent: that is an
-    error here, not a zero derivative."""
+    autograd with p a dual number, through the closed form, the Hermite series of a smooth unit
+    (its coefficients once per row and column) or the quadrature (whose rule does not depend on
+    p: the kinks it splits at stay put, ``hyper.check_activation_parameter``), elementwise. A
+    formula that reads p as a plain number would drop its tangent: that is an error here, not
+    a zero derivative."""
     shape = torch.broadcast_shapes(q1.shape, q2.shape, c.shape)
-    base = [v.detach().expand(shape).contiguous() for v in (q1, q2, c)]
+    series = supports_series(act)
+    base = [v.detach() if series else v.detach().expand(shape).contiguous() for v in (q1, q2, c)]
     value = torch.tensor(float(act.params[name]), dtype=torch.float64, device=base[0].device)
     # (forward-mode autograd follows the grad mode: a caller's no_grad, as in an autograd
     # Function's forward, would drop every tangent)
@@ -71,7 +73,9 @@ def param_partials(act, name: str, q1: Tensor, q2: Tensor, c: Tensor) -> tuple[T
         warnings.simplefilter("ignore", DeprecationWarning)
         p = fwAD.make_dual(value, torch.ones_like(value))
         dual = dataclasses.replace(act, params={**act.params, name: p})
-        out = [fwAD.unpack_dual(v).tangent for v in dual.kernel(*base, check=False)]
+        values = pair_kernel(dual, *base, corr_angle(*base)[1]) if series else \
+            dual.kernel(*base, check=False)
+        out = [fwAD.unpack_dual(v).tangent for v in values]
     if any(t is None for t in out):
         raise NotImplementedError(f"the formula of {act.name!r} reads {name} as a number, so no "
                                   f"derivative in it can be taken; keep {name} fixed")
