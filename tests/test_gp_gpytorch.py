@@ -131,3 +131,26 @@ def test_errors(monkeypatch):
     monkeypatch.delitem(sys.modules, "infnet.gp.gpytorch_kernel", raising=False)
     with pytest.raises(ImportError, match=r"infnet\[gpytorch\]"):
         infnet.gp.GPyTorchKernel  # noqa: B018
+
+
+def test_convolutional_architecture():
+    """Rows as flattened 2 x 4 x 4 images of a ReLU CNN-GAP network: values, diagonal, and the
+    raw parameters' gradients (the chain rule through softplus of the exact derivatives)."""
+    conv = infnet.network.cnn("relu", 2, readout="gap", w_std=1.3, b_std=0.3)
+    kernel = infnet.gp.GPyTorchKernel(architecture=conv, w_std=1.3, b_std=0.3,
+                                      input_shape=(2, 4, 4))
+    g = torch.Generator().manual_seed(2)
+    x = torch.randn(5, 32, dtype=torch.float64, generator=g)
+    images = x.reshape(5, 2, 4, 4)
+    K = kernel(x).to_dense()
+    assert torch.allclose(K, conv.kernel(images).nngp, rtol=1e-13, atol=0)
+    assert torch.allclose(kernel(x, diag=True), torch.diagonal(K), rtol=1e-12, atol=0)
+    weights = torch.randn(5, 5, dtype=torch.float64, generator=g)
+    (kernel(x).to_dense() * weights).sum().backward()
+    _, grads = infnet.gp.kernel_gradients(conv, images)
+    for name in ("w_std", "b_std"):
+        want = (weights * grads[name].nngp).sum() * torch.sigmoid(
+            getattr(kernel, f"raw_{name}").detach())
+        assert torch.isclose(getattr(kernel, f"raw_{name}").grad, want, rtol=1e-12), name
+    with pytest.raises(ValueError, match="no bias"):
+        infnet.gp.GPyTorchKernel(architecture=infnet.network.cnn("relu", 1, b_std=None))

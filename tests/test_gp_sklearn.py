@@ -160,3 +160,32 @@ def test_scikit_learns_own_kernel_tests(name):
                     NetworkParamKernel("swish", depth=2, activation_value=1.5)]
     for kernel in kernels:
         getattr(own, name)(kernel)
+    # a convolutional architecture (CNN-GAP) on sklearn's X of 2 features: 1 x 2 "images" of
+    # one channel, rows flattened
+    conv = infnet.network.cnn("erf", 1, readout="gap", filter_shape=(3,), w_std=1.3, b_std=0.4)
+    getattr(own, name)(NetworkKernel(architecture=conv, w_std=1.3, b_std=0.4,
+                                     input_shape=(1, 2)))
+
+
+def test_convolutional_architecture():
+    """Rows of X as flattened 4 x 4 images of two channels: the kernel, its log-space gradient
+    (finite differences) and diag of a ReLU CNN-GAP network, and a GPR fit that learns w, b."""
+    from sklearn.gaussian_process import GaussianProcessRegressor
+    from sklearn.gaussian_process.kernels import WhiteKernel
+
+    conv = infnet.network.cnn("relu", 2, readout="gap", w_std=1.3, b_std=0.4)
+    k = NetworkKernel(architecture=conv, w_std=1.1, b_std=0.2, input_shape=(2, 4, 4))
+    X = np.random.default_rng(0).normal(size=(6, 32))
+    images = torch.as_tensor(X).reshape(6, 2, 4, 4)
+    want = infnet.network.cnn("relu", 2, readout="gap", w_std=1.1, b_std=0.2).kernel(images)
+    K, grad = k(X, eval_gradient=True)
+    assert np.allclose(K, want.nngp.numpy(), rtol=1e-14, atol=0)
+    assert np.allclose(k.diag(X), np.diag(K), rtol=1e-12, atol=0)
+    assert_theta_gradient(k, X, grad)
+    assert repr(k).startswith("NetworkKernel(architecture of 6 layers (Conv, Nonlinearity, "), repr(k)
+    y = np.sin(X[:, 0]) + 0.1 * X[:, 1]
+    gpr = GaussianProcessRegressor(k + WhiteKernel(1e-2, "fixed"), random_state=0).fit(X, y)
+    assert gpr.log_marginal_likelihood_value_ >= gpr.log_marginal_likelihood(
+        gpr.kernel.theta) - 1e-9
+    with pytest.raises(ValueError, match="input_shape"):
+        k(X[:, :30])

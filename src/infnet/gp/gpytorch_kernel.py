@@ -15,8 +15,15 @@ import torch
 from gpytorch.constraints import GreaterThan
 
 from ..network import Kernel, fc
+from ..network.spatial import is_spatial
 from .gradients import diagonal_gradients, kernel_gradients
-from .hyper import activation_parameters, check_activation_parameter, with_hyperparameters
+from .hyper import (
+    activation_parameters,
+    check_activation_parameter,
+    hyperparameters,
+    rows_as_inputs,
+    with_hyperparameters,
+)
 
 NAMES = ("w_std", "b_std")
 #: the parameters' lower bound: a softplus of a very negative raw value rounds to 0, and
@@ -60,6 +67,13 @@ class GPyTorchKernel(gpytorch.kernels.Kernel):
     activation_param : str, optional
         One continuous parameter of the activation learned beside them (swish's ``"beta"``):
         a constrained parameter (> 1e-6) of that name, initialized at the activation's value.
+    architecture : Network, optional
+        Any infnet network with a bias whose Dense and Conv layers share one w_std and one
+        b_std (``infnet.network.cnn``, ``myrtle``, residual ones), in place of ``fc(activation,
+        depth)``; ``w_std``, ``b_std`` are written into its layers.
+    input_shape : tuple of int, optional
+        The shape of one input of ``architecture`` ((C, H, W) for images): each row of the
+        (n, d) inputs is one input flattened in torch's layout.
 
     Inputs are (n, d) tensors (no batch dimensions); the kernel is computed in float64 and
     returned in the inputs' dtype. Raises NotImplementedError when asked for gradients with
@@ -70,7 +84,8 @@ class GPyTorchKernel(gpytorch.kernels.Kernel):
 
     def __init__(self, activation="relu", depth: int = 1, w_std: float = 1.0,
                  b_std: float = 0.1, kind: str = "nngp", parameterization: str = "ntk",
-                 activation_param: str | None = None, **kwargs):
+                 activation_param: str | None = None, architecture=None, input_shape=None,
+                 **kwargs):
         super().__init__(**kwargs)
         if kind not in ("nngp", "ntk"):
             raise ValueError(f"kind must be 'nngp' or 'ntk', got {kind!r}")
@@ -78,7 +93,14 @@ class GPyTorchKernel(gpytorch.kernels.Kernel):
             if not (isinstance(value, (int, float)) and value > FLOOR):
                 raise ValueError(f"{name} must be a number > {FLOOR:g} (a constrained "
                                  f"parameter), got {value!r}")
-        net = fc(activation, depth, w_std=w_std, b_std=b_std, parameterization=parameterization)
+        if architecture is None:
+            net = fc(activation, depth, w_std=w_std, b_std=b_std,
+                     parameterization=parameterization)
+        elif "b_std" not in hyperparameters(architecture):
+            raise ValueError("the architecture has no bias, so no b_std to learn: build it with "
+                             "b_std=0.0")
+        else:
+            net = with_hyperparameters(architecture, w_std=w_std, b_std=b_std)
         own = {}
         if activation_param is not None:
             check_activation_parameter(net, activation_param)
@@ -87,7 +109,8 @@ class GPyTorchKernel(gpytorch.kernels.Kernel):
                 raise ValueError(f"{activation_param}={own[activation_param]!r}: a "
                                  f"constrained parameter needs a value > {FLOOR:g}")
         self.spec = {"activation": activation, "depth": depth, "kind": kind,
-                     "parameterization": parameterization, "activation_param": activation_param}
+                     "parameterization": parameterization, "activation_param": activation_param,
+                     "architecture": architecture, "input_shape": input_shape}
         for name, value in (("w_std", w_std), ("b_std", b_std), *own.items()):
             self.register_parameter(f"raw_{name}", torch.nn.Parameter(
                 torch.zeros((), dtype=torch.float64)))
@@ -129,16 +152,23 @@ class GPyTorchKernel(gpytorch.kernels.Kernel):
         spec, name = self.spec, self.spec["activation_param"]
         names = (*NAMES, *(() if name is None else (name,)))
         params = (self.w_std, self.b_std, *(() if name is None else (self.activation_value,)))
-        net = fc(spec["activation"], spec["depth"], w_std=float(params[0].detach()),
-                 b_std=float(params[1].detach()), parameterization=spec["parameterization"])
-        if name is not None:
-            net = with_hyperparameters(net, **{name: float(params[2].detach())})
+        values = {n: float(p.detach()) for n, p in zip(names, params, strict=True)}
+        if spec["architecture"] is None:
+            net = fc(spec["activation"], spec["depth"], w_std=values["w_std"],
+                     b_std=values["b_std"], parameterization=spec["parameterization"])
+            if name is not None:
+                net = with_hyperparameters(net, **{name: values[name]})
+        else:
+            net = with_hyperparameters(spec["architecture"], **values)
         wanted = [n for n, p in zip(names, params, strict=True)
                   if torch.is_grad_enabled() and p.requires_grad]
-        a = x1.detach().to(torch.float64)
-        b = None if same else x2.detach().to(torch.float64)
+        shape = spec["input_shape"]
+        a = rows_as_inputs(x1.detach().to(torch.float64), shape, "x1")
+        b = None if same else rows_as_inputs(x2.detach().to(torch.float64), shape, "x2")
         kind = spec["kind"]
-        if not wanted:  # (evaluation, or fixed hyperparameters: the kernel alone)
+        if diag and not wanted and is_spatial(net.layers):
+            wanted = []  # (a spatial network's diagonal: its own pass, without tangents)
+        elif not wanted:  # (evaluation, or fixed hyperparameters: the kernel alone)
             if diag:
                 values = net.diagonal((a * a).sum(1) / a.shape[1], a.shape[1])
                 k = Kernel(*(v.expand(a.shape[0]) for v in values))

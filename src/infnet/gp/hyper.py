@@ -20,6 +20,7 @@ breakpoints do not follow).
 from __future__ import annotations
 
 import dataclasses
+import math
 
 from ..activations.gated import Gated
 from ..network import (
@@ -198,3 +199,17 @@ def check_activation_parameter(net, name: str) -> None:
         raise ValueError(f"{name} moves a kink of {act.name!r} (a unit without a closed form): "
                          "the jump of phi' moves with it and its gradient is not written; "
                          "keep it fixed")
+
+
+def rows_as_inputs(x, input_shape, name: str = "X"):
+    """Rows of a 2-D tensor (n, d), as scikit-learn and GPyTorch hand them over, reshaped to the
+    network's inputs (n, *input_shape) (images (n, C, H, W), sequences (n, C, L)); unchanged
+    for ``input_shape`` None."""
+    if input_shape is None:
+        return x
+    shape = tuple(int(v) for v in input_shape)
+    if math.prod(shape) != x.shape[1]:
+        raise ValueError(f"{name} has rows of {x.shape[1]} features, but input_shape {shape} "
+                         f"holds {math.prod(shape)}: flatten each input to one row of "
+                         "C * H * W values (torch's layout)")
+    return x.reshape(x.shape[0], *shape)

@@ -1,7 +1,8 @@
-"""A scikit-learn kernel for Gaussian-process users: the NNGP (or NTK) of a fully-connected
-infnet network, with the weight and bias standard deviations (and optionally one parameter of
-the activation) as hyperparameters that ``GaussianProcessRegressor`` learns by maximizing the
-marginal likelihood.
+"""A scikit-learn kernel for Gaussian-process users: the NNGP (or NTK) of an infnet network
+(fully connected, or any ``architecture``: a convolutional one reads rows as flattened images),
+with the weight and bias standard deviations (and optionally one parameter of the activation)
+as hyperparameters that ``GaussianProcessRegressor`` learns by maximizing the marginal
+likelihood.
 
 scikit-learn optimizes theta = log(hyperparameters) and asks for dK/dtheta = s dK/ds; the
 derivatives are exact (``gp.gradients``). The kernel composes with scikit-learn's own
@@ -16,9 +17,10 @@ import torch
 from sklearn.gaussian_process.kernels import Hyperparameter, Kernel
 
 from ..activations import activation
-from ..network import fc
-from .gradients import kernel_gradients
-from .hyper import check_activation_parameter, with_hyperparameters
+from ..network import Network, fc
+from ..network.spatial import is_spatial
+from .gradients import diagonal_gradients, kernel_gradients
+from .hyper import check_activation_parameter, hyperparameters, rows_as_inputs, with_hyperparameters
 
 
 class NetworkKernel(Kernel):
@@ -41,6 +43,14 @@ class NetworkKernel(Kernel):
         ensemble, He et al. 2020).
     parameterization : {"ntk", "standard"}
         As in ``infnet.Dense``.
+    architecture : Network, optional
+        Any infnet network whose Dense and Conv layers share one w_std and one b_std (a
+        residual or convolutional one: ``infnet.network.cnn``, ``myrtle``), in place of
+        ``fc(activation, depth)``; ``activation``, ``depth`` and ``parameterization`` are then
+        not read, and ``w_std``, ``b_std`` are written into its layers.
+    input_shape : tuple of int, optional
+        The shape of one input of ``architecture`` ((C, H, W) for images): each row of X is
+        one input flattened in torch's layout.
 
     ``NetworkParamKernel`` learns one parameter of the activation as well.
 
@@ -58,7 +68,9 @@ class NetworkKernel(Kernel):
 
     def __init__(self, activation="relu", depth=1, w_std=1.0, b_std=0.1,
                  w_std_bounds=(1e-2, 1e2), b_std_bounds=(1e-4, 1e2), kind="nngp",
-                 parameterization="ntk"):
+                 parameterization="ntk", architecture=None, input_shape=None):
+        self.architecture = architecture
+        self.input_shape = input_shape
         self.activation = activation
         self.depth = depth
         self.w_std = w_std
@@ -85,7 +97,6 @@ class NetworkKernel(Kernel):
         """The infnet network at the current hyperparameters (checked)."""
         if self.kind not in ("nngp", "ntk"):
             raise ValueError(f"kind must be 'nngp' or 'ntk', got {self.kind!r}")
-        act = activation(self.activation)
         for name in self._bounded():
             value, bounds = getattr(self, name), getattr(self, f"{name}_bounds")
             if isinstance(bounds, str):
@@ -95,8 +106,20 @@ class NetworkKernel(Kernel):
             if value and not lo * (1 - 1e-9) <= value <= hi * (1 + 1e-9):
                 raise ValueError(f"{name}={value!r} lies outside its bounds {bounds!r}: widen "
                                  f"{name}_bounds or start inside them")
-        return fc(act, self.depth, w_std=self.w_std, b_std=self.b_std,
-                  parameterization=self.parameterization)
+        if self.architecture is None:
+            return fc(activation(self.activation), self.depth, w_std=self.w_std,
+                      b_std=self.b_std, parameterization=self.parameterization)
+        if not isinstance(self.architecture, Network):
+            raise TypeError("architecture must be an infnet Network (infnet.serial, "
+                            f"infnet.network.cnn, ...), got {type(self.architecture).__name__}")
+        own = hyperparameters(self.architecture)
+        values = {"w_std": self.w_std}
+        if "b_std" in own:
+            values["b_std"] = self.b_std
+        elif self.b_std:
+            raise ValueError("the architecture has no bias: give b_std=0 (fixed), or build it "
+                             "with b_std=0.0 to learn one")
+        return with_hyperparameters(self.architecture, **values)
 
     def _bounded(self) -> tuple[str, ...]:
         return ("w_std", "b_std")
@@ -106,7 +129,7 @@ class NetworkKernel(Kernel):
         """K(X, Y) (Y None: K(X, X)), and with ``eval_gradient`` dK/dtheta, (n, n, free
         hyperparameters), theta the log of the hyperparameters."""
         net = self.network()
-        x = _as_tensor(X, "X")
+        x = rows_as_inputs(_as_tensor(X, "X"), self.input_shape, "X")
         if eval_gradient:
             if Y is not None:
                 raise ValueError("eval_gradient can only be evaluated when Y is None")
@@ -119,14 +142,18 @@ class NetworkKernel(Kernel):
             grad = np.stack([getattr(self, n) * _pick(grads[w], self.kind)
                              for n, w in zip(names, wrt, strict=True)], -1)
             return _pick(k, self.kind), grad
-        y = None if Y is None else _as_tensor(Y, "Y")
+        y = None if Y is None else rows_as_inputs(_as_tensor(Y, "Y"), self.input_shape, "Y")
         return _pick(net.kernel(x, y, get=self.kind), self.kind)
 
     def diag(self, X):
         """The diagonal K(x, x) of each row, from the network's diagonal pass (O(n))."""
-        x = _as_tensor(X, "X")
+        x = rows_as_inputs(_as_tensor(X, "X"), self.input_shape, "X")
+        net = self.network()
+        if is_spatial(net.layers):
+            out = _pick(diagonal_gradients(net, x, wrt=[])[0], self.kind)
+            return out.copy()
         d = x.shape[1]
-        nngp, ntk = self.network().diagonal((x * x).sum(1) / d, d)
+        nngp, ntk = net.diagonal((x * x).sum(1) / d, d)
         out = nngp if self.kind == "nngp" else ntk
         return out.expand(x.shape[0]).numpy().copy()
 
@@ -141,13 +168,19 @@ class NetworkKernel(Kernel):
         name = getattr(self.activation, "name", self.activation)
         own = ("" if self.activation_param is None else
                f", {self.activation_param}={float(self.activation_value):.4g}")
+        if self.architecture is not None:
+            kinds = ", ".join(dict.fromkeys(type(layer).__name__
+                                            for layer in self.architecture.layers))
+            return (f"{type(self).__name__}(architecture of {len(self.architecture.layers)} "
+                    f"layers ({kinds}), w_std={self.w_std:.4g}, b_std={self.b_std:.4g}{own}, "
+                    f"kind={self.kind!r})")
         return (f"{type(self).__name__}({name}, depth={self.depth}, w_std={self.w_std:.4g}, "
                 f"b_std={self.b_std if self.b_std is None else f'{self.b_std:.4g}'}"
                 f"{own}, kind={self.kind!r})")
 
 
 def _as_tensor(X, name: str) -> torch.Tensor:
-    x = torch.as_tensor(np.asarray(X, dtype=np.float64))
+    x = torch.as_tensor(np.array(X, dtype=np.float64))  # (a copy: X may be read-only)
     if x.ndim != 2:
         raise ValueError(f"{name} must be 2-D (n_samples, n_features), got shape {tuple(x.shape)}")
     return x
@@ -165,6 +198,7 @@ class NetworkParamKernel(NetworkKernel):
     Parameters
     ----------
     activation, depth, w_std, b_std, w_std_bounds, b_std_bounds, kind, parameterization
+    architecture, input_shape
         As in ``NetworkKernel``.
     activation_param : str
         The parameter's name (``infnet.gp.activation_parameters``).
@@ -184,9 +218,9 @@ class NetworkParamKernel(NetworkKernel):
     def __init__(self, activation="swish", depth=1, w_std=1.0, b_std=0.1,
                  w_std_bounds=(1e-2, 1e2), b_std_bounds=(1e-4, 1e2), kind="nngp",
                  parameterization="ntk", activation_param="beta", activation_value=1.0,
-                 activation_value_bounds=(1e-2, 1e2)):
+                 activation_value_bounds=(1e-2, 1e2), architecture=None, input_shape=None):
         super().__init__(activation, depth, w_std, b_std, w_std_bounds, b_std_bounds, kind,
-                         parameterization)
+                         parameterization, architecture, input_shape)
         self.activation_param = activation_param
         self.activation_value = activation_value
         self.activation_value_bounds = activation_value_bounds
