@@ -109,13 +109,9 @@ class Network(KernelModel):
     def __repr__(self) -> str:
         return "serial(" + ", ".join(map(repr, self.layers)) + ")"
 
-    # a network does not change once built (its layers are frozen, its caches derived from
-    # them): a copy is the network itself, so that scikit-learn's clone of a kernel holding one
-    # keeps parameters that compare equal
-    def __copy__(self) -> Network:
-        return self
-
     def __deepcopy__(self, memo) -> Network:
+        """The network itself: it is immutable (frozen layers, caches derived from them), and
+        scikit-learn's clone of a kernel holding one must keep parameters that compare equal."""
         return self
 
     @property
