@@ -13,7 +13,7 @@ N = infnet.network
 STDS = {"w_std": 1.2, "b_std": 0.3}
 
 
-def images(n, size=5, channels=2, seed=0):
+def images(n, size=4, channels=2, seed=0):
     x = torch.randn(n, channels, size, size, dtype=torch.float64,
                     generator=torch.Generator().manual_seed(seed))
     return x

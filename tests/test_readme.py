@@ -21,7 +21,7 @@ SMALL = {
         ("finite(128, in_features=(3, 32, 32)", "finite(4, in_features=(3, 32, 32)")],
     3: [("digits_sphere(700), test_size=200 / 700", "digits_sphere(120), test_size=40 / 120")],
     4: [("size=(100, 3)", "size=(30, 3)"), ("n_restarts_optimizer=2", "n_restarts_optimizer=0"),
-        ("digits.data[:100] / 16, digits.target[:100]", "digits.data[:20] / 16, digits.target[:20]")],
+        ("digits.data[:100] / 16, digits.target[:100]", "digits.data[:12] / 16, digits.target[:12]")],
     5: [("net.finite(1024", "net.finite(64"), ("width=512, n_samples=50", "width=64, n_samples=4")],
     6: [("torch.randn(5000, 784", "torch.randn(300, 20"), ("torch.randn(5000, 10", "torch.randn(300, 2"),
         ("tile=2048", "tile=128"), ("workers=2", "workers=1")],
