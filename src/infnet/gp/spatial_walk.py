@@ -58,9 +58,8 @@ class SpatialWalk:
             if isinstance(layer, Branches):
                 outs = [self.layers(b.layers, s, shape) for b in layer.branches]
                 shape = outs[0][1]
-                s = State.combine(outs[0][0], [w * w for w in layer.weights],
-                                  [o for o, _ in outs],
-                                  branch_width(layer, [o.width for o, _ in outs]))
+                s = State.weighted_sum([w * w for w in layer.weights], [o for o, _ in outs],
+                                       branch_width(layer, [o.width for o, _ in outs]))
             elif isinstance(layer, Conv):
                 s = self.conv(layer, s, shape)
                 shape = layer.out_shape(shape)

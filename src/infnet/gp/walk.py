@@ -47,7 +47,8 @@ class State:
         return cls(c, zero, [zero.clone() for _ in range(count)],
                    [zero.clone() for _ in range(count)], width)
 
-    def combine(self, weights: list, outs: list, width: int | None) -> State:
+    @staticmethod
+    def weighted_sum(weights: list, outs: list, width: int | None) -> State:
         """The sum of branch states ``outs`` with ``weights`` (squared branch weights)."""
         count = len(outs[0].dc)
         return State(sum(w * o.c for w, o in zip(weights, outs, strict=True)),
@@ -138,8 +139,8 @@ class Walk:
         """The branches from one input, their moments and tangents summed with the squared
         weights (a concatenation's weights make that the mean)."""
         outs = [self.layers(b.layers, s) for b in block.branches]
-        return State.combine(outs[0], [w * w for w in block.weights], outs,
-                             branch_width(block, [o.width for o in outs]))
+        return State.weighted_sum([w * w for w in block.weights], outs,
+                                  branch_width(block, [o.width for o in outs]))
 
 
 
