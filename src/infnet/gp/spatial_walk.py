@@ -31,7 +31,7 @@ import torch
 
 from ..network import Branches, Conv, Network
 from ..network.shifts import rows_view, self_view, spatial_diagonal
-from ..network.spatial import SpatialPlan
+from ..network.spatial import SpatialPlan, pair_covariance, self_covariance
 from .unit_tangents import param_partials, tangents
 from .walk import State, Walk, branch_width
 
@@ -157,12 +157,7 @@ def self_state(plan: SpatialPlan, x: Tensor, names: tuple):
     """Each input with itself through the head and the tail: (the final State, the head's
     records, the tail's records)."""
     channels = x.shape[1]
-    flat = x.reshape(x.shape[0], channels, -1)
-    if plan.full:
-        c = torch.einsum("mcp,mcr->mpr", flat, flat).div_(channels)
-        c = c.reshape(x.shape[0], *x.shape[2:], *x.shape[2:])
-    else:
-        c = (x * x).sum(1) / channels
+    c = self_covariance(x, plan.full)
     head = SpatialWalk(names, plan.full)
     s, _ = head.layers(plan.head, State.start(c, channels, len(names)), tuple(x.shape[2:]))
     tail = Walk(names, None, None)
@@ -174,16 +169,9 @@ def pairs_state(plan: SpatialPlan, xa: Tensor, xb: Tensor, heads: tuple, tails: 
                 names: tuple) -> State:
     """A tile of pairs (xa[i], xb[j]) through the head and the tail, with the sides' records
     (``self_state``, restricted to the tile's rows and columns)."""
-    channels = xa.shape[1]
-    fa, fb = xa.reshape(xa.shape[0], channels, -1), xb.reshape(xb.shape[0], channels, -1)
-    spatial = tuple(xa.shape[2:])
-    if plan.full:
-        c = torch.einsum("acp,bcr->abpr", fa, fb).div_(channels)
-        c = c.reshape(xa.shape[0], xb.shape[0], *spatial, *spatial)
-    else:
-        c = torch.einsum("acp,bcp->abp", fa, fb).div_(channels).reshape(
-            xa.shape[0], xb.shape[0], *spatial)
-    same = (fa.reshape(fa.shape[0], 1, -1) == fb.reshape(1, fb.shape[0], -1)).all(-1)
+    channels, spatial = xa.shape[1], tuple(xa.shape[2:])
+    c = pair_covariance(xa, xb, plan.full)
+    same = (xa.reshape(xa.shape[0], 1, -1) == xb.reshape(1, xb.shape[0], -1)).all(-1)
     head = SpatialWalk(names, plan.full, heads, same)
     s, _ = head.layers(plan.head, State.start(c, channels, len(names)), spatial)
     views = ([(q[:, None], [g[:, None] for g in dq]) for q, dq in tails[0]],

@@ -175,15 +175,13 @@ class SpatialPlan:
         the pairs pass, under ``tag`` (input set, index of x[0] in it)."""
         nd = x.ndim - 2
         c = x.shape[1]
-        flat = x.reshape(x.shape[0], c, -1)
         if self.full:
-            cov = torch.einsum("mcp,mcr->mpr", flat, flat).div_(c)
-            cov = cov.reshape(x.shape[0], *x.shape[2:], *x.shape[2:])
+            cov = self_covariance(x, True)
             q = spatial_diagonal(cov, nd)
             q1, q2 = self_view(q, nd, 0), self_view(q, nd, 1)
             m = Moments(cov, torch.zeros_like(cov), q1, q2, c, cov.new_full((), math.nan))
         else:
-            q = (x * x).sum(1) / c
+            q = self_covariance(x, False)
             m = Moments(q, torch.zeros_like(q), q, q, c)
         state = _Pass(self.full, [], cache=cache, tags=(tag, tag))
         m, _ = _forward(self.head, m, tuple(x.shape[2:]), state)
@@ -196,14 +194,8 @@ class SpatialPlan:
         ``cache`` keeps the Hermite coefficients of input blocks between tiles, named by
         ``tags`` (the input sets of the rows and columns)."""
         c = xa.shape[1]
-        fa, fb = xa.reshape(xa.shape[0], c, -1), xb.reshape(xb.shape[0], c, -1)
         spatial = tuple(xa.shape[2:])
-        if self.full:
-            cov = torch.einsum("acp,bcr->abpr", fa, fb).div_(c)
-            cov = cov.reshape(fa.shape[0], fb.shape[0], *spatial, *spatial)
-        else:
-            cov = torch.einsum("acp,bcp->abp", fa, fb).div_(c).reshape(
-                fa.shape[0], fb.shape[0], *spatial)
+        cov = pair_covariance(xa, xb, self.full)
         # the data's variances and angles are never read: the first layer that reads moments
         # after the data is linear (activations need a Gaussian input), and its output's
         # variances come from the records
@@ -213,6 +205,29 @@ class SpatialPlan:
                       tags=((tags[0], 0), (tags[1], 0)))
         m, _ = _forward(self.head, m, spatial, state)
         return m
+
+
+def self_covariance(x: Tensor, full: bool) -> Tensor:
+    """Each input (m, C, *S) with itself: its covariance of pairs of positions (m, *S, *S)
+    (``full``), else its per-position variances (m, *S), averaged over the channels."""
+    c = x.shape[1]
+    if not full:
+        return (x * x).sum(1) / c
+    flat = x.reshape(x.shape[0], c, -1)
+    cov = torch.einsum("mcp,mcr->mpr", flat, flat).div_(c)
+    return cov.reshape(x.shape[0], *x.shape[2:], *x.shape[2:])
+
+
+def pair_covariance(xa: Tensor, xb: Tensor, full: bool) -> Tensor:
+    """The tile of pairs (xa[i], xb[j]): (a, b, *S, *S) covariances of pairs of positions
+    (``full``), else (a, b, *S) of the same positions, averaged over the channels."""
+    c, spatial = xa.shape[1], tuple(xa.shape[2:])
+    fa, fb = xa.reshape(xa.shape[0], c, -1), xb.reshape(xb.shape[0], c, -1)
+    if full:
+        cov = torch.einsum("acp,bcr->abpr", fa, fb).div_(c)
+        return cov.reshape(fa.shape[0], fb.shape[0], *spatial, *spatial)
+    return torch.einsum("acp,bcp->abp", fa, fb).div_(c).reshape(fa.shape[0], fb.shape[0],
+                                                                  *spatial)
 
 
 def _shapes(layers, out: list) -> None:
