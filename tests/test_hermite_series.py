@@ -41,6 +41,60 @@ def test_coefficients_of_an_exponential_are_exact():
     torch.testing.assert_close(a, want, rtol=0, atol=1e-14 * float(want.max()))
 
 
+def test_interpolated_coefficients_of_an_exponential_are_exact(monkeypatch):
+    """Many variances take their coefficients by interpolation in log q from a few direct
+    sums: against exp's exact coefficients (relative to sqrt(E[f^2]) = exp(q)) and its exact
+    tails, P(Poisson(q) > k), while the direct sums ran at fewer than a tenth of them."""
+    import scipy.stats
+
+    seen = []
+    direct = hermite.direct_coefficients
+
+    def counted(f, q, degree, with_energy=False):
+        seen.append(q.numel())
+        return direct(f, q, degree, with_energy)
+
+    monkeypatch.setattr(hermite, "direct_coefficients", counted)
+    g = torch.Generator().manual_seed(3)
+    q = 0.05 + 0.95 * torch.rand(1000, generator=g, dtype=F64)  # (E[f^2] finite to |z| = 10)
+    a, tail = hermite.coefficients(torch.exp, q, 160)
+    assert sum(seen) < 100
+    s = q.sqrt()[:, None]
+    k = torch.arange(161, dtype=F64)[None, :]
+    want = torch.exp(s * s / 2) * s**k / torch.exp(torch.lgamma(k + 1) / 2)
+    assert float(((a - want).abs() / torch.exp(q)[:, None]).max()) < 1e-13
+    exact_tail = scipy.stats.poisson.sf(np.arange(161)[None, :], q.numpy()[:, None])
+    assert float(np.abs(tail.numpy() - exact_tail).max()) < 1e-13
+
+
+@pytest.mark.parametrize("name", ["tanh", "gelu_tanh"])
+def test_interpolation_over_a_wide_range_matches_the_direct_sums(name):
+    """Variances over nine decades (the range is halved where one interpolant fails its
+    check), and a zero variance, against the direct sums at every variance."""
+    act = infnet.activations.activation(name)
+    g = torch.Generator().manual_seed(4)
+    q = 10 ** (-6 + 9 * torch.rand(600, generator=g, dtype=F64))
+    q[7] = 0.0
+    for f in (act, act.derivative):
+        a, tail = hermite.coefficients(f, q, 256)
+        a0, tail0, energy = hermite.direct_coefficients(f, q, 256, with_energy=True)
+        scale = energy.sqrt().clamp(min=1e-300)[:, None]
+        assert float(((a - a0).abs() / scale).max()) < 1e-13
+        assert float((tail - tail0).abs().max()) < 1e-13
+
+
+def test_an_interpolant_that_fails_its_check_is_not_used(monkeypatch):
+    """With two sets of points (5 and 9) and no halving, tanh over six decades cannot pass:
+    every variance then has the direct sums, bit for bit."""
+    monkeypatch.setattr(hermite, "CHEBYSHEV_POINTS", (5, 9))
+    monkeypatch.setattr(hermite, "SPLITS", 0)
+    act = infnet.activations.activation("tanh")
+    q = torch.logspace(-3, 3, 500, dtype=F64)
+    a, tail = hermite.coefficients(act, q, 256)
+    a0, tail0 = hermite.direct_coefficients(act, q, 256)
+    assert torch.equal(a, a0) and torch.equal(tail, tail0)
+
+
 def _moments(n: int, seed: int):
     g = torch.Generator().manual_seed(seed)
     q1 = 0.05 + 3 * torch.rand(n, 1, generator=g, dtype=F64)

@@ -30,7 +30,7 @@ import torch
 from ..activations.gated import Gated
 from ..activations.series import SeriesCache, TileSeries, supports_series
 from ..numerics.moments import corr_angle
-from .covariance_maps import blocked_map, symmetric_map
+from .covariance_maps import blocked_map, diagonal_map, symmetric_map
 from .layers import Moments, Nonlinearity
 from .shifts import rows_view, self_view, spatial_diagonal, with_diagonal
 
@@ -303,8 +303,10 @@ def _elementwise(layer, m: Moments, nd: int, state: _Pass) -> Moments:
         out = blocked_map(layer, m, _series(layer, m, state))
         return Moments(out.nngp, out.ntk, q1, q2, out.width)
     full = state.full and nd > 0
-    if not full:
-        out = layer.apply(m)
+    if not full:  # (the Hermite series' sums of squares, else 1-D expectations)
+        series = _series(layer, m, state, 0)
+        out = (layer.apply(m) if series is None
+               else diagonal_map(layer, m.q1, m.ntk, m.width, series))
         state.record(out.nngp, nd)
         return out
     q, t = spatial_diagonal(m.nngp, nd), spatial_diagonal(m.ntk, nd)
@@ -327,5 +329,7 @@ def _series(layer, m: Moments, state: _Pass, nd: int = 0) -> TileSeries | None:
         return None
     if state.pairs:
         return state.series(layer.act, m.q1, m.q2)
+    if nd == 0:  # (variances only: both sides are the same positions)
+        return state.series(layer.act, m.q1, m.q1)
     n, p = m.nngp.shape[0], math.prod(m.nngp.shape[1:1 + nd])
     return state.series(layer.act, m.q1.reshape(n, p, 1), m.q2.reshape(n, 1, p))
