@@ -83,6 +83,26 @@ def test_interpolation_over_a_wide_range_matches_the_direct_sums(name):
         assert float((tail - tail0).abs().max()) < 1e-13
 
 
+def test_interpolation_carries_the_tangent_in_an_activation_parameter():
+    """The gradient code differentiates swish's coefficients in beta by forward-mode autograd:
+    interpolated over 1000 variances, values and tangents equal the direct sums' to 1e-13."""
+    import dataclasses
+
+    import torch.autograd.forward_ad as fwAD
+
+    act = infnet.activations.activation("swish")
+    q = 0.05 + 4 * torch.rand(1000, generator=torch.Generator().manual_seed(5), dtype=F64)
+    with fwAD.dual_level():
+        one = torch.tensor(1.0, dtype=F64)
+        dual = dataclasses.replace(act, params={**act.params, "beta": fwAD.make_dual(one, one)})
+        got = fwAD.unpack_dual(hermite.coefficients(dual, q, 256)[0])
+        want = fwAD.unpack_dual(hermite.direct_coefficients(dual, q, 256)[0])
+    assert got.tangent is not None
+    assert float((got.primal - want.primal).abs().max()) < 1e-13 * float(want.primal.abs().max())
+    assert float((got.tangent - want.tangent).abs().max()) < 1e-13 * float(
+        want.tangent.abs().max())
+
+
 def test_an_interpolant_that_fails_its_check_is_not_used(monkeypatch):
     """With two sets of points (5 and 9) and no halving, tanh over six decades cannot pass:
     every variance then has the direct sums, bit for bit."""

@@ -29,6 +29,7 @@ from collections.abc import Callable
 import numpy as np
 import scipy.special
 import torch
+import torch.autograd.forward_ad as fwAD
 
 Tensor = torch.Tensor
 
@@ -184,15 +185,28 @@ def _interpolated(f: Callable[[Tensor], Tensor], q: Tensor, degree: int
             return None
         if known is not None:
             guess = _barycentric(known[0], fresh)
+            miss = guess @ known[1] - a
             scale = energy.sqrt().clamp(min=torch.finfo(q.dtype).tiny)[:, None]
-            error = max(float(((guess @ known[1] - a).abs() / scale).max()),
-                        float((guess @ known[2] - tail).abs().max()))
+            error = max(float((miss.abs() / scale).max()),
+                        float((guess @ known[2] - tail).abs().max()),
+                        _tangent_error(miss, a))
             a, tail = _interleave(known[1], a), _interleave(known[2], tail)
             if error <= INTERPOLATION_ERROR:
                 weights = _barycentric(points, t)
                 return weights @ a, (weights @ tail).clamp_(min=0)
         known = (points, a, tail)
     return None
+
+
+def _tangent_error(miss: Tensor, a: Tensor) -> float:
+    """Where f carries a forward-mode tangent (the derivative in an activation's parameter,
+    ``gp.unit_tangents``): the interpolant's error in it relative to its largest value at
+    each point; else 0."""
+    tangent = fwAD.unpack_dual(miss).tangent
+    if tangent is None:
+        return 0.0
+    scale = fwAD.unpack_dual(a).tangent.abs().amax(dim=1, keepdim=True)
+    return float((tangent.abs() / scale.clamp(min=torch.finfo(a.dtype).tiny)).max())
 
 
 def _interleave(even: Tensor, odd: Tensor) -> Tensor:
