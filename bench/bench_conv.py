@@ -130,6 +130,16 @@ def main() -> None:
         t = per_pair(cnn(act, 4, readout="gap", w_std=1.5, b_std=0.1), x, 1) * 1e3
         base = base or t
         print(f"| {act} | {t:.1f} | {t / base:.2f} |")
+    # without pooling (the diagonal layout: P entries a pair) the series' coefficients, one
+    # set per image and layer, weigh most
+    print(f"\n| 8-layer CNN-VEC, 32x32x3 images, n = {n_vec // 2} | ms per pair | x ReLU |")
+    print("|---|---|---|")
+    x = images(n_vec // 2)
+    base = None
+    for act in ("relu", "swish", "tanh"):
+        t = per_pair(cnn(act, 8, readout="flatten"), x, 1) * 1e3
+        base = base or t
+        print(f"| {act} | {t:.2f} | {t / base:.0f} |")
     memory(args.memory_n)
 
 
