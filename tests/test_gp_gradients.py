@@ -115,6 +115,18 @@ def test_no_bias_homogeneous_identity():
     assert torch.allclose(grads["w_std"].nngp, want, rtol=1e-13, atol=0)
 
 
+def test_no_bias_identity_with_the_nngp_alone():
+    """get="nngp": the values are the NNGP alone (carried as covariances for inputs of
+    different norms), the derivatives unchanged: d NNGP / d w = 2 (L + 1) NNGP / w."""
+    depth, w = 4, 1.7
+    net = infnet.fc("relu", depth, w_std=w, b_std=None)
+    x = data(5, 3, 3) * torch.tensor([[0.5], [1.0], [2.0], [3.0], [0.7]], dtype=torch.float64)
+    k, grads = kernel_gradients(net, x, get="nngp")
+    assert k.ntk is None
+    assert torch.allclose(grads["w_std"].nngp, 2 * (depth + 1) * k.nngp / w, rtol=1e-13,
+                          atol=0)
+
+
 def test_bias_derivative_of_one_dense_layer():
     """A single Dense layer: NNGP = w^2 x.x'/d + b^2, so d/db = 2b and d/dw = 2 w x.x'/d."""
     net = infnet.serial(infnet.Dense(1.5, 0.4))

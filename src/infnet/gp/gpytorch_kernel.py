@@ -179,7 +179,7 @@ class GPyTorchKernel(gpytorch.kernels.Kernel):
         if diag:
             k, grads = diagonal_gradients(net, a, wrt=wanted)
         else:
-            k, grads = kernel_gradients(net, a, b, wrt=wanted)
+            k, grads = kernel_gradients(net, a, b, wrt=wanted, get=kind)
         derivatives = tuple(getattr(grads[n], kind) if n in grads else None for n in names)
         return _KernelMatrix.apply(getattr(k, kind).to(x1.dtype), derivatives, *params)
 

@@ -57,7 +57,8 @@ CLOSED_ENTRIES = 1 << 18
 SPATIAL_ENTRIES = 1 << 21
 
 
-def kernel_gradients(net, x1, x2=None, *, wrt=None) -> tuple[Kernel, dict[str, Kernel]]:
+def kernel_gradients(net, x1, x2=None, *, wrt=None, get: str = "both"
+                     ) -> tuple[Kernel, dict[str, Kernel]]:
     """The NNGP and NTK of ``net`` between the rows of x1 and x2, and their derivatives with
     respect to the network's hyperparameters.
 
@@ -75,11 +76,14 @@ def kernel_gradients(net, x1, x2=None, *, wrt=None) -> tuple[Kernel, dict[str, K
         network's activation (``hyper.activation_parameters``: swish's ``"beta"``, a tempered
         sigmoid's ``"temperature"``). Default: the Dense layers' ``w_std`` and ``b_std`` (those
         the network has).
+    get : {"both", "nngp", "ntk"}
+        The kernels whose values to return (``Network.kernel``; the NNGP alone of inputs of
+        different norms is several times cheaper); the derivatives are of both.
 
     Returns
     -------
     kernel : Kernel
-        ``net.kernel(x1, x2)``.
+        ``net.kernel(x1, x2, get=get)``.
     gradients : dict
         For each name, a Kernel whose ``nngp`` and ``ntk`` are d NNGP / d name and
         d NTK / d name, (n1, n2) float64.
@@ -107,9 +111,9 @@ def kernel_gradients(net, x1, x2=None, *, wrt=None) -> tuple[Kernel, dict[str, K
     names = _names(net, wrt)
     symmetric = x2 is None
     if is_spatial(net.layers):
-        kernel, out, diag = _spatial(net, x1, x2, names)
+        kernel, out, diag = _spatial(net, x1, x2, names, get)
     else:
-        kernel, out, diag = _fully_connected(net, x1, x2, names)
+        kernel, out, diag = _fully_connected(net, x1, x2, names, get)
     grads = {}
     for k, name in enumerate(names):
         g_nngp, g_ntk = out[name]
@@ -135,12 +139,12 @@ def _put(out: dict, names, dc: list, dt: list, sel: slice, cols: slice, symmetri
                 g[cols, sel] = tile.T
 
 
-def _fully_connected(net, x1, x2, names):
+def _fully_connected(net, x1, x2, names, get: str = "both"):
     """(kernel, tangents {name: (d NNGP, d NTK)}, diagonal tangents ([dNNGP], [dNTK]))."""
     symmetric = x2 is None
     x1 = as_data(x1, "x1", torch.float64)
     x2 = x1 if symmetric else as_data(x2, "x2", torch.float64, device=x1.device)
-    kernel = net.kernel(x1, None if symmetric else x2)
+    kernel = net.kernel(x1, None if symmetric else x2, get=get)
     d = x1.shape[1]
     sq1 = (x1 * x1).sum(1) / d
     sq2 = sq1 if symmetric else (x2 * x2).sum(1) / d
@@ -168,14 +172,14 @@ def _fully_connected(net, x1, x2, names):
     return kernel, out, (diag1[3], diag1[4])
 
 
-def _spatial(net, x1, x2, names):
+def _spatial(net, x1, x2, names, get: str = "both"):
     """``_fully_connected`` for a network of spatial layers (``spatial_walk``), in square tiles
     of pairs whose spatial covariances hold about ``SPATIAL_ENTRIES`` entries."""
     plan = plan_of(net)
     symmetric = x2 is None
     x1 = as_images(x1, "x1", plan.ndim)
     x2 = x1 if symmetric else as_images(x2, "x2", plan.ndim, device=x1.device)
-    kernel = net.kernel(x1, None if symmetric else x2)
+    kernel = net.kernel(x1, None if symmetric else x2, get=get)
     pairs = max(1, SPATIAL_ENTRIES // plan.pair_entries(tuple(x1.shape[2:])))
     side = max(1, math.isqrt(pairs))
     s1, heads1, tails1 = _self_chunks(plan, x1, names, pairs)

@@ -138,7 +138,7 @@ class NetworkKernel(Kernel):
                 k = net.kernel(x)
                 return _pick(k, self.kind), np.empty((x.shape[0], x.shape[0], 0))
             wrt = [self.activation_param if n == "activation_value" else n for n in names]
-            k, grads = kernel_gradients(net, x, wrt=wrt)
+            k, grads = kernel_gradients(net, x, wrt=wrt, get=self.kind)
             grad = np.stack([getattr(self, n) * _pick(grads[w], self.kind)
                              for n, w in zip(names, wrt, strict=True)], -1)
             return _pick(k, self.kind), grad

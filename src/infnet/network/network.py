@@ -4,7 +4,7 @@ Two evaluations, one set of layer maps:
 - equal-norm inputs: the kernels are one function of the input angle, tabulated once
   (``table.AngleTable``) and evaluated per entry: cost independent of depth and activation;
 - otherwise: the layers are applied to each tile of pairs, with every input's variances from
-  one diagonal pass.
+  one diagonal pass (the NNGP alone of Lipschitz units as covariances: ``covariance_pass``).
 Both work on tiles of ``block`` x ``block`` entries, so memory beyond the output is O(block^2).
 """
 
@@ -20,6 +20,7 @@ from ..activations import Activation
 from ..core.checks import all_finite
 from ..numerics.moments import geometric_mean
 from ..numerics.table import AngleTable, TableError
+from .covariance_pass import carries_covariances, nngp_by_covariances
 from .finite import build
 from .images import peak_memory, spatial_kernel
 from .inputs import Kernel, KernelModel, angles, as_data, check_finite, common_value, round_digits
@@ -75,9 +76,6 @@ class Network(KernelModel):
     """
 
     def __init__(self, *layers, check: bool = True):
-        """``check``: refuse layers whose input is not what they need (an activation after the
-        data or after another activation, ``layers.check_gaussian_inputs``); branches of a
-        larger network are checked by it instead."""
         flat = []
         for layer in layers:
             flat.extend(layer.layers if isinstance(layer, Network) else [as_layer(layer)])
@@ -99,8 +97,7 @@ class Network(KernelModel):
     def peak_memory(self, shape, n1: int, n2: int | None = None, *, get: str = "both",
                     memory: int | None = None) -> int:
         """Bytes that ``kernel`` needs for n1 x n2 (None: n1 x n1) inputs of spatial ``shape``
-        (e.g. (32, 32)) of a spatial network: the outputs plus one tile's work
-        (``network.images``)."""
+        (e.g. (32, 32)): the outputs plus one tile's work (``network.images``)."""
         plan = self._spatial_plan()
         if plan is None:
             raise TypeError("peak_memory is for networks of spatial layers (Conv, pooling)")
@@ -350,6 +347,8 @@ class Network(KernelModel):
                 warnings.warn("inputs of different norms with an activation without closed form: "
                               "each pair costs a 2-D quadrature per layer (slow). Inputs of one "
                               "norm (x / |x|) take the fast path.", stacklevel=2)
+        by_covariances = get == "nngp" and table is None and carries_covariances(
+            self._segments, tr1, tr2)
         n1, n2 = x1.shape[0], x2.shape[0]
         nngp, ntk = (torch.empty(n1, n2, dtype=out_dtype, device=x1.device)
                      if get in (kind, "both") else None for kind in ("nngp", "ntk"))
@@ -365,6 +364,9 @@ class Network(KernelModel):
                 if table is not None:
                     theta = angles(g, a, b, math.sqrt(d * equal), math.sqrt(d * equal))
                     k, t = table.evaluate_theta(theta, out=dest)
+                elif by_covariances:  # (the NNGP alone: no angle to carry)
+                    k = t = dest[0].copy_(nngp_by_covariances(
+                        self._segments, g.div_(d), tr1.view(rows, 0), tr2.view(cols, 1)))
                 else:
                     theta = angles(g, a, b, (sq1[rows] * d).sqrt(), (sq2[cols] * d).sqrt())
                     k, t = self.pairs(theta, tr1.view(rows, 0), tr2.view(cols, 1), d)
