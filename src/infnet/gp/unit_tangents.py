@@ -30,7 +30,10 @@ def tangents(act, q1: Tensor, q2: Tensor, c: Tensor, dq1: list, dq2: list, dc: l
     closed form (one pass a tangent), reverse-mode partial derivatives of the quadrature; at
     rho = +-1 the edge's derivatives."""
     shape = torch.broadcast_shapes(q1.shape, q2.shape, c.shape)
-    if act.is_closed_form:
+    slopes = two_slopes(act)
+    if slopes is not None:
+        K, D, dk, dd = _two_slope_tangents(*slopes, q1, q2, c, dq1, dq2, dc, shape)
+    elif act.is_closed_form:
         K, D, dk, dd = _forward(act.kernel, q1, q2, c, dq1, dq2, dc, shape, True)
     elif supports_series(act):  # smooth: forward mode through the Hermite series
         def series(a, b, cov, check=False):
@@ -113,6 +116,50 @@ def _forward(kernel, q1, q2, c, dq1, dq2, dc, shape, expand: bool):
     return K.expand(shape).clone(), D.expand(shape).clone(), dk, dd
 
 
+def two_slopes(act) -> tuple[float, float] | None:
+    """(neg, pos) where phi = neg min(x, 0) + pos max(x, 0) (the ReLU family: ReLU, leaky
+    ReLU, abs, identity, with their gain), checked on probe points and against the closed
+    form at probe moments; else None."""
+    if not act.is_closed_form or act.jumps or any(k != 0.0 for k in act.kinks):
+        return None
+    x = torch.tensor([-3.7, -1.0, -0.25, 0.0, 0.5, 1.0, 2.9], dtype=torch.float64)
+    try:
+        y = act(x)
+        neg, pos = -float(y[1]), float(y[5])
+        if not torch.allclose(y, neg * x.clamp(max=0) + pos * x.clamp(min=0), rtol=1e-15,
+                              atol=0):
+            return None
+        q1 = torch.tensor([1.0, 0.3, 2.0], dtype=torch.float64)
+        q2 = torch.tensor([1.0, 1.7, 0.6], dtype=torch.float64)
+        c = torch.tensor([0.4, -0.6, 0.95], dtype=torch.float64) * (q1 * q2).sqrt()
+        want = act.kernel(q1, q2, c)
+    except (ArithmeticError, ValueError, TypeError, RuntimeError):
+        return None
+    got = _two_slope_tangents(neg, pos, q1, q2, c, [], [], [], q1.shape)[:2]
+    same = all(torch.allclose(g, w, rtol=1e-13, atol=1e-300) for g, w in zip(got, want,
+                                                                            strict=True))
+    return (neg, pos) if same else None
+
+
+def _two_slope_tangents(neg: float, pos: float, q1, q2, c, dq1, dq2, dc, shape):
+    """(K, Kdot, [dK], [dKdot]) of neg min(x, 0) + pos max(x, 0) by hand: with r the root
+    sqrt(q1 q2 - c^2), theta = atan2(r, c), a = (neg - pos)^2 / (2 pi) and s = dq1 / (2 q1)
+    + dq2 / (2 q2), K = a r + Kdot c and Kdot = (neg^2 + pos^2) / 2 - a theta give
+    dK = Kdot dc + a r s and dKdot = a (dc - c s) / r (infinite at r = 0: the edge's)."""
+    q1, q2, c = (v.detach() for v in (q1, q2, c))
+    a = (neg - pos) ** 2 / (2 * math.pi)
+    root = corr_root(q1, q2, c)
+    D = torch.atan2(root, c).mul_(-a).add_((neg * neg + pos * pos) / 2)
+    K = D * c + a * root
+    ar, inv = a * root, a / root
+    dk, dd = [], []
+    for g1, g2, g in zip(dq1, dq2, dc, strict=True):
+        half = g1 / (2 * q1) + g2 / (2 * q2)
+        dk.append((D * g).addcmul_(ar, half).expand(shape).clone())
+        dd.append(inv.mul(g - c * half).expand(shape).clone())
+    return K.expand(shape).clone(), D.expand(shape).clone(), dk, dd
+
+
 def _partials(act, q1: Tensor, q2: Tensor, c: Tensor, shape):
     """(K, Kdot, [dK/dq1, dK/dq2, dK/dc], [dKdot/dq1, dKdot/dq2, dKdot/dc]) by reverse-mode
     autograd through the quadrature, elementwise, ``PARTIAL_ENTRIES`` entries at a time (the
@@ -159,7 +206,13 @@ def _edge(act, q1: Tensor, q2: Tensor, c: Tensor, D: Tensor):
 def _along(act, q1: Tensor, q2: Tensor, sign: float) -> list[Tensor]:
     """[g_q1, g_q2, h_q1, h_q2] of parallel (sign 1) or antiparallel (-1) pairs: autograd
     through the activation's angle form at theta = 0 or pi where it has one, else through the
-    1-D rule (``degenerate_expectation``) of phi(x) phi(+-x)."""
+    1-D rule (``degenerate_expectation``) of phi(x) phi(+-x). The ReLU family by hand: g =
+    kappa sqrt(q1 q2), kappa = (neg^2 + pos^2) / 2 (parallel) or -neg pos, and h constant."""
+    slopes = two_slopes(act)
+    if slopes is not None:
+        neg, pos = slopes
+        g = ((neg * neg + pos * pos) / 2 if sign > 0 else -neg * pos) * (q1 * q2).sqrt()
+        return [g / (2 * q1), g / (2 * q2), torch.zeros_like(q1), torch.zeros_like(q1)]
     a, b = (v.detach().clone().requires_grad_(True) for v in (q1, q2))
     with torch.enable_grad(), torch.autograd.graph.allow_mutation_on_saved_tensors():
         if act.angle_form is not None:
