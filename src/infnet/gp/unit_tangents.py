@@ -30,9 +30,9 @@ def tangents(act, q1: Tensor, q2: Tensor, c: Tensor, dq1: list, dq2: list, dc: l
     closed form (one pass a tangent), reverse-mode partial derivatives of the quadrature; at
     rho = +-1 the edge's derivatives."""
     shape = torch.broadcast_shapes(q1.shape, q2.shape, c.shape)
-    slopes = two_slopes(act)
+    slopes, edge = two_slopes(act), None
     if slopes is not None:
-        K, D, dk, dd = _two_slope_tangents(*slopes, q1, q2, c, dq1, dq2, dc, shape)
+        K, D, dk, dd, edge = _two_slope_tangents(*slopes, q1, q2, c, dq1, dq2, dc, shape)
     elif act.is_closed_form:
         K, D, dk, dd = _forward(act.kernel, q1, q2, c, dq1, dq2, dc, shape, True)
     elif supports_series(act):  # smooth: forward mode through the Hermite series
@@ -46,15 +46,17 @@ def tangents(act, q1: Tensor, q2: Tensor, c: Tensor, dq1: list, dq2: list, dc: l
         dk = [pk[0] * g1 + pk[1] * g2 + pk[2] * g for g1, g2, g in zip(dq1, dq2, dc, strict=True)]
         dd = [pd[0] * g1 + pd[1] * g2 + pd[2] * g for g1, g2, g in zip(dq1, dq2, dc, strict=True)]
     q1e, q2e, ce = (v.detach().expand(shape) for v in (q1, q2, c))
-    edge = corr_root(q1e, q2e, ce) == 0
-    for g in (*dk, *dd):
-        edge |= ~torch.isfinite(g)
+    if edge is None:
+        edge = corr_root(q1e, q2e, ce) == 0
+        for g in (*dk, *dd):
+            edge |= ~torch.isfinite(g)
     if bool(edge.any()):
-        pk, pd = _edge(act, q1e[edge], q2e[edge], ce[edge], D[edge])
+        at = edge.nonzero(as_tuple=True)  # (once: a mask would be searched at every use)
+        pk, pd = _edge(act, q1e[at], q2e[at], ce[at], D[at])
         for k, (g1, g2, g) in enumerate(zip(dq1, dq2, dc, strict=True)):
-            g1, g2, g = (v.expand(shape)[edge] for v in (g1, g2, g))
-            dk[k][edge] = pk[0] * g1 + pk[1] * g2 + pk[2] * g
-            dd[k][edge] = pd[0] * g1 + pd[1] * g2 + pd[2] * g
+            g1, g2, g = (v.expand(shape)[at] for v in (g1, g2, g))
+            dk[k][at] = pk[0] * g1 + pk[1] * g2 + pk[2] * g
+            dd[k][at] = pd[0] * g1 + pd[1] * g2 + pd[2] * g
     return K, D, dk, dd
 
 
@@ -119,7 +121,21 @@ def _forward(kernel, q1, q2, c, dq1, dq2, dc, shape, expand: bool):
 def two_slopes(act) -> tuple[float, float] | None:
     """(neg, pos) where phi = neg min(x, 0) + pos max(x, 0) (the ReLU family: ReLU, leaky
     ReLU, abs, identity, with their gain), checked on probe points and against the closed
-    form at probe moments; else None."""
+    form at probe moments; else None. Remembered for the last activations asked."""
+    hit = _SLOPES.get(id(act))
+    if hit is not None and hit[0] is act:
+        return hit[1]
+    if len(_SLOPES) >= 64:
+        _SLOPES.clear()
+    _SLOPES[id(act)] = (act, _find_slopes(act))
+    return _SLOPES[id(act)][1]
+
+
+#: two_slopes' answers, by the activation's identity (activations are not hashable)
+_SLOPES: dict = {}
+
+
+def _find_slopes(act) -> tuple[float, float] | None:
     if not act.is_closed_form or act.jumps or any(k != 0.0 for k in act.kinks):
         return None
     x = torch.tensor([-3.7, -1.0, -0.25, 0.0, 0.5, 1.0, 2.9], dtype=torch.float64)
@@ -145,7 +161,8 @@ def _two_slope_tangents(neg: float, pos: float, q1, q2, c, dq1, dq2, dc, shape):
     """(K, Kdot, [dK], [dKdot]) of neg min(x, 0) + pos max(x, 0) by hand: with r the root
     sqrt(q1 q2 - c^2), theta = atan2(r, c), a = (neg - pos)^2 / (2 pi) and s = dq1 / (2 q1)
     + dq2 / (2 q2), K = a r + Kdot c and Kdot = (neg^2 + pos^2) / 2 - a theta give
-    dK = Kdot dc + a r s and dKdot = a (dc - c s) / r (infinite at r = 0: the edge's)."""
+    dK = Kdot dc + a r s and dKdot = a (dc - c s) / r; and the edge r = 0 (rho = +-1 or a
+    zero variance), where dKdot is infinite and ``_edge`` takes over."""
     q1, q2, c = (v.detach() for v in (q1, q2, c))
     a = (neg - pos) ** 2 / (2 * math.pi)
     root = corr_root(q1, q2, c)
@@ -157,7 +174,8 @@ def _two_slope_tangents(neg: float, pos: float, q1, q2, c, dq1, dq2, dc, shape):
         half = g1 / (2 * q1) + g2 / (2 * q2)
         dk.append((D * g).addcmul_(ar, half).expand(shape).clone())
         dd.append(inv.mul(g - c * half).expand(shape).clone())
-    return K.expand(shape).clone(), D.expand(shape).clone(), dk, dd
+    return (K.expand(shape).clone(), D.expand(shape).clone(), dk, dd,
+            (root == 0).expand(shape))
 
 
 def _partials(act, q1: Tensor, q2: Tensor, c: Tensor, shape):
