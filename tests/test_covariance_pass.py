@@ -1,6 +1,7 @@
 """The NNGP alone of inputs of different norms, carried as covariances (``get="nngp"``):
 against a 40-digit evaluation of the same recursion near duplicates, against the angle path
-for every Lipschitz closed form, and the units and networks it must leave to the angle path."""
+for every Lipschitz closed form and smooth units' series, and the units and networks it must
+leave to the angle path."""
 
 from __future__ import annotations
 
@@ -58,9 +59,11 @@ def test_relu_nngp_near_duplicates_matches_40_digits():
         assert abs(float(k[i, j]) - want) <= 1e-13 * abs(want), (i, j)
 
 
-@pytest.mark.parametrize("name", ["relu", "leaky_relu", "abs", "erf", "gelu", "sin", "exp"])
+@pytest.mark.parametrize("name", ["relu", "leaky_relu", "abs", "erf", "gelu", "sin", "exp",
+                                  "swish", "tanh"])
 def test_covariances_agree_with_the_angle_path(name, monkeypatch):
-    """Every Lipschitz closed form, depth 3 with bias, raw inputs and a cross kernel: the
+    """Every Lipschitz closed form and smooth units through their Hermite series (swish,
+    tanh), depth 3 with bias, raw inputs and a cross kernel: the
     NNGP carried as covariances equals the angle path's (``get="both"``) to 1e-14 of the
     diagonal scale sqrt(K_ii K_jj), and the covariance pass did run."""
     calls = []
@@ -84,12 +87,12 @@ def test_covariances_agree_with_the_angle_path(name, monkeypatch):
 
 
 @pytest.mark.parametrize("layers", [
-    ("swish",),  # no closed form
+    ("elu",),  # a kink without a closed form (its quadrature)
     ("relu", infnet.Dense(1.1, 0.1), infnet.network.LayerNorm()),  # a layer it does not know
 ])
 def test_other_networks_keep_the_angle_path(layers, monkeypatch):
-    """Units without a closed form and other layers take the angle path: the NNGP is then
-    get="both"'s, bit for bit."""
+    """Kinked units without a closed form and other layers take the angle path: the NNGP is
+    then get="both"'s, bit for bit."""
     def refuse(*args):
         raise AssertionError("the covariance pass ran")
 
