@@ -45,8 +45,9 @@ def _unit_nngp(act, q1: Tensor, q2: Tensor, c: Tensor) -> Tensor:
 
 def carries_covariances(segments, *traces) -> bool:
     """Whether the NNGP of these segments (``runs.find_runs``) can be carried as covariances
-    for inputs with these diagonal passes: Dense layers, Lipschitz closed-form units, and runs
-    of them computed block by block (no jump to a limit)."""
+    for inputs with these diagonal passes: Dense layers, units whose K is Lipschitz in the
+    covariance (``_lipschitz_unit``), and runs of them computed block by block (no jump to a
+    limit)."""
     for i, seg in enumerate(segments):
         if isinstance(seg, Run):
             if not _lipschitz_unit(seg.act) or any(
