@@ -122,3 +122,17 @@ def test_a_deep_run_that_jumps_keeps_the_angle_path():
         net = infnet.fc("erf", depth, w_std=1.5, b_std=0.3)
         tr = net.trace((x * x).sum(1) / d, d)
         assert covariance_pass.carries_covariances(net._segments, tr) is carried
+
+
+def test_one_kernel_asked_of_the_angle_table_is_the_same():
+    """Inputs of one norm take the angle table, which then evaluates only the kernel asked:
+    each equals its field of get="both" bit for bit, and the other is None."""
+    g = torch.Generator().manual_seed(4)
+    x = torch.randn(300, 6, generator=g, dtype=F64)
+    x = x / x.norm(dim=1, keepdim=True)
+    net = infnet.fc("relu", 5, w_std=1.4, b_std=0.3)
+    both = net.kernel(x)
+    for kind in ("nngp", "ntk"):
+        one = net.kernel(x, get=kind)
+        assert torch.equal(getattr(one, kind), getattr(both, kind))
+        assert getattr(one, "ntk" if kind == "nngp" else "nngp") is None

@@ -363,7 +363,7 @@ class Network(KernelModel):
                 rows, cols = slice(i, i + block), slice(j, j + block)
                 if table is not None:
                     theta = angles(g, a, b, math.sqrt(d * equal), math.sqrt(d * equal))
-                    k, t = table.evaluate_theta(theta, out=dest)
+                    k, t = table.evaluate_theta(theta, out=dest, skip=(nngp is None, ntk is None))
                 elif by_covariances:  # (the NNGP alone: no angle to carry)
                     k = t = dest[0].copy_(nngp_by_covariances(
                         self._segments, g.div_(d), tr1.view(rows, 0), tr2.view(cols, 1)))
@@ -377,7 +377,7 @@ class Network(KernelModel):
                         if out is not None:
                             out[j:j + block, i:i + block] = tile.T
                 elif symmetric:  # x_i.x_j and x_j.x_i may round differently: exactly symmetric
-                    for tile in dest:
+                    for tile in (v for out, v in zip((nngp, ntk), dest, strict=True) if out is not None):
                         tile.copy_(torch.triu(tile) + torch.triu(tile, 1).T)
         if symmetric:  # the diagonal from the exact diagonal pass
             for out, diag in ((nngp, tr1.nngp), (ntk, tr1.ntk)):

@@ -134,9 +134,11 @@ class AngleTable:
             self._cache[key] = [[t[o, j].contiguous() for j in range(4)] for o in range(t.shape[0])]
         return self._cache[key]
 
-    def evaluate_theta(self, theta: Tensor, out: list[Tensor] | None = None) -> list[Tensor]:
+    def evaluate_theta(self, theta: Tensor, out: list[Tensor] | None = None,
+                       skip: tuple[bool, ...] = ()) -> list[Tensor | None]:
         """Values at angles theta in [0, pi]; ``theta`` is overwritten (used as scratch space).
-        ``out``: tensors (views allowed) of theta's shape to write the outputs into."""
+        ``out``: tensors (views allowed) of theta's shape to write the outputs into; ``skip``:
+        True for the outputs not wanted (None in their place)."""
         coefs = self._coefficients(theta.dtype, theta.device)
         m = self.intervals
         t = theta.mul_(m / math.pi)  # theta >= 0: truncation is the floor
@@ -144,6 +146,9 @@ class AngleTable:
         s = t.sub_(idx)  # position in the interval, in [0, 1]
         results = []
         for o, cs in enumerate(coefs):
+            if o < len(skip) and skip[o]:
+                results.append(None)
+                continue
             acc = torch.take(cs[3], idx)
             acc = torch.addcmul(torch.take(cs[2], idx), acc, s)
             acc = torch.addcmul(torch.take(cs[1], idx), acc, s)
