@@ -428,3 +428,24 @@ def test_unchecked_maps_equal_the_checked_ones_for_every_closed_form():
         assert torch.allclose(out.ntk, Kdot * ntk, rtol=1e-14, atol=1e-300), name
         checked += 1
     assert checked >= 20
+
+
+@pytest.mark.parametrize("channels", [1, 3, 20])
+def test_same_position_covariances_of_the_data(channels):
+    """The diagonal layout's data covariances (channel sums one by one for up to 16 channels,
+    a batched product beyond): against a direct sum over channels, and two copies of an input
+    equal to its own variances bit for bit where the channels are summed one by one."""
+    from infnet.network.spatial import SUMMED_CHANNELS, pair_covariance, self_covariance
+
+    g = torch.Generator().manual_seed(channels)
+    x = torch.randn(4, channels, 5, 6, generator=g, dtype=torch.float64)
+    x[2] = x[0]
+    pairs = pair_covariance(x, x, False)
+    want = (x[:, None] * x[None, :]).sum(2) / channels
+    assert pairs.shape == (4, 4, 5, 6)
+    assert float((pairs - want).abs().max()) <= 1e-14 * float(want.abs().max())
+    own = self_covariance(x, False)
+    assert float((own - want.diagonal(dim1=0, dim2=1).permute(2, 0, 1)).abs().max()) <= 1e-14 * float(
+        own.abs().max())
+    if channels <= SUMMED_CHANNELS:
+        assert torch.equal(pairs[0, 2], own[0]) and torch.equal(pairs[0, 0], own[0])
