@@ -319,7 +319,7 @@ def _elementwise(layer, m: Moments, nd: int, state: _Pass) -> Moments:
         return Moments(out.nngp, out.ntk, q1, q2, out.width)
     full = state.full and nd > 0
     if not full:  # (the Hermite series' sums of squares, else 1-D expectations)
-        series = _series(layer, m, state, 0)
+        series = _series(layer, m, state, nd)
         out = (layer.apply(m) if series is None
                else diagonal_map(layer, m.q1, m.ntk, m.width, series))
         state.record(out.nngp, nd)
@@ -339,12 +339,13 @@ def _elementwise(layer, m: Moments, nd: int, state: _Pass) -> Moments:
 
 def _series(layer, m: Moments, state: _Pass, nd: int = 0) -> TileSeries | None:
     """The Hermite series of an activation without a closed form at the tile's variances
-    (the self pass: the P x 1 and 1 x P views of each input's), None for other layers."""
+    (the self pass: the P x 1 and 1 x P views of each input's in the full layout, its
+    variances themselves in the diagonal one), None for other layers."""
     if not (isinstance(layer, Nonlinearity) and supports_series(layer.act)):
         return None
     if state.pairs:
         return state.series(layer.act, m.q1, m.q2)
-    if nd == 0:  # (variances only: both sides are the same positions)
+    if not (state.full and nd > 0):  # (variances only: both sides are the same positions)
         return state.series(layer.act, m.q1, m.q1)
     n, p = m.nngp.shape[0], math.prod(m.nngp.shape[1:1 + nd])
     return state.series(layer.act, m.q1.reshape(n, p, 1), m.q2.reshape(n, 1, p))
