@@ -6,7 +6,9 @@ Setting: n inputs of dimension d (the MNIST digits of ``$INFNET_MNIST_5K`` when 
 Gaussian), depth-10 ReLU networks, float64. Two of the inputs are near-duplicates of a third
 (relative perturbations 1e-7 and 1e-10) and one is an exact duplicate: there the angle between
 inputs is tiny and the arccos of a rounded correlation loses digits. "Gram" is the time of the
-matrix product X X^T the kernels start from; each time is the best of ``--repeat`` runs.
+matrix product X X^T the kernels start from. The NNGP times of infnet and BoTorch are medians
+of ``--rounds`` interleaved rounds (each round runs both, so their ratio compares runs under
+the same load); the others are the best of ``--repeat`` runs.
 
 - NNGP (BoTorch's convention): Sigma_0 = w^2 x.x'/d + b^2, then 10 times
   Sigma <- w^2 E[relu(u) relu(v)] + b^2 (infnet: ``fc("relu", 10, w_std=w, b_std=b)``).
@@ -58,6 +60,20 @@ def inputs(n: int, seed: int = 0) -> np.ndarray:
     x[2] = x[0] * (1 + 1e-10 * rng.normal(size=x.shape[1]))
     x[3] = x[0]
     return x
+
+
+def interleaved(ours, theirs, rounds: int) -> tuple[list, list]:
+    """Times of ``ours`` and ``theirs`` run alternately, ``rounds`` each (after one warm-up
+    of each): the ratio of a round compares two runs under the same load."""
+    ours(), theirs()
+    a, b = [], []
+    for _ in range(rounds):
+        for out, fn in ((a, ours), (b, theirs)):
+            t0 = time.perf_counter()
+            with torch.no_grad():
+                fn()
+            out.append(time.perf_counter() - t0)
+    return a, b
 
 
 def best(fn, repeat: int) -> float:
@@ -130,6 +146,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--n", type=int, default=2000)
     p.add_argument("--repeat", type=int, default=3)
+    p.add_argument("--rounds", type=int, default=9, help="interleaved rounds of the NNGP timings")
     args = p.parse_args()
     from sklearn.gaussian_process import GaussianProcessRegressor
     from sklearn.gaussian_process.kernels import WhiteKernel
@@ -144,27 +161,26 @@ def main() -> None:
     print(f"n = {args.n}, d = {d}, depth {DEPTH}, {torch.get_num_threads()} threads; "
           f"Gram {gram * 1e3:.1f} ms\n")
 
-    # NNGP: infnet against BoTorch
+    # NNGP: infnet against BoTorch, raw digits and inputs of one norm (x / |x| sqrt(d): the
+    # angle table), timed in interleaved rounds (this machine's load drifts within a run)
     net = infnet.fc("relu", DEPTH, w_std=W, b_std=B)
     bk = botorch_kernel()
-    ours = net.kernel(xt, get="nngp").nngp.numpy()
-    with torch.no_grad():
-        theirs = bk(xt).to_dense().numpy()
-    nngp_kw = {"first_w2": W * W, "w2": W * W, "b2": B * B, "scale": d}
-    rows = [("infnet NNGP", best(lambda: net.kernel(xt, get="nngp"), args.repeat),
-             errors(ours, x, pairs, **nngp_kw)),
-            ("BoTorch InfiniteWidthBNNKernel", best(lambda: bk(xt).to_dense(), args.repeat),
-             errors(theirs, x, pairs, **nngp_kw))]
-    # the same on inputs of one norm (x / |x| sqrt(d)): infnet's angle table
     xn = xt / xt.norm(dim=1, keepdim=True) * math.sqrt(d)
-    ours = net.kernel(xn, get="nngp").nngp.numpy()
-    with torch.no_grad():
-        theirs = bk(xn).to_dense().numpy()
-    rows += [("infnet NNGP, inputs of one norm", best(lambda: net.kernel(xn, get="nngp"),
-                                                     args.repeat),
-              errors(ours, xn.numpy(), pairs, **nngp_kw)),
-             ("BoTorch, inputs of one norm", best(lambda: bk(xn).to_dense(), args.repeat),
-              errors(theirs, xn.numpy(), pairs, **nngp_kw))]
+    nngp_kw = {"first_w2": W * W, "w2": W * W, "b2": B * B, "scale": d}
+    rows, ratios = [], []
+    for label, z in (("raw digits", xt), ("inputs of one norm", xn)):
+        ours = net.kernel(z, get="nngp").nngp.numpy()
+        with torch.no_grad():
+            theirs = bk(z).to_dense().numpy()
+        t_ours, t_theirs = interleaved(lambda z=z: net.kernel(z, get="nngp"),
+                                       lambda z=z: bk(z).to_dense(), args.rounds)
+        rows += [(f"infnet NNGP, {label}", float(np.median(t_ours)),
+                  errors(ours, z.numpy(), pairs, **nngp_kw)),
+                 (f"BoTorch InfiniteWidthBNNKernel, {label}", float(np.median(t_theirs)),
+                  errors(theirs, z.numpy(), pairs, **nngp_kw))]
+        r = np.asarray(t_theirs) / np.asarray(t_ours)
+        ratios.append(f"{label}: BoTorch / infnet median {np.median(r):.1f}x "
+                      f"(rounds {r.min():.1f}x to {r.max():.1f}x)")
     # NTK: infnet against scikit-ntk (bias 0; its inputs are not divided by d)
     ntk_net = ntk_network()
     xs = torch.from_numpy(x * math.sqrt(d))
@@ -181,6 +197,7 @@ def main() -> None:
     print("|---|---|---|---|")
     for name, t, err in rows:
         print(f"| {name} | {t * 1e3:.0f} | {t / gram:.1f} | {err:.1e} |")
+    print(f"\n{args.rounds} interleaved rounds; " + "; ".join(ratios))
 
     # one marginal-likelihood gradient step
     print("\n| marginal likelihood and its gradient | ms | hyperparameters |")

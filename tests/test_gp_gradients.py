@@ -52,13 +52,15 @@ def test_gradients_match_finite_differences(act, parameterization):
 @pytest.mark.parametrize("name, params", [("relu", {}), ("leaky_relu", {"alpha": 0.2}),
                                           ("abs", {}), ("identity", {})])
 def test_two_slope_units_by_hand_equal_forward_mode_autograd(name, params):
-    """The ReLU family's tangents are written by hand (``unit_tangents.two_slopes``): against
-    forward-mode autograd through the same closed form, at random moments of a tile with
-    tangents along rows, columns and entries, to 1e-13; and the family is recognized."""
+    """The ReLU family's tangents are written by hand (the family recognized by
+    ``activations.slopes.two_slopes``): against forward-mode autograd through the same
+    closed form, at random moments of a tile with tangents along rows, columns and entries,
+    to 1e-13; and the family is recognized."""
+    from infnet.activations.slopes import two_slopes
     from infnet.gp import unit_tangents
 
     act = infnet.activations.activation(name, **params)
-    assert unit_tangents.two_slopes(act) is not None
+    assert two_slopes(act) is not None
     g = torch.Generator().manual_seed(7)
     q1 = 0.2 + 2 * torch.rand(6, 1, generator=g, dtype=torch.float64)
     q2 = 0.2 + 2 * torch.rand(1, 5, generator=g, dtype=torch.float64)
@@ -66,14 +68,14 @@ def test_two_slope_units_by_hand_equal_forward_mode_autograd(name, params):
     dq1 = [torch.randn(6, 1, generator=g, dtype=torch.float64) for _ in range(2)]
     dq2 = [torch.randn(1, 5, generator=g, dtype=torch.float64) for _ in range(2)]
     dc = [torch.randn(6, 5, generator=g, dtype=torch.float64) for _ in range(2)]
-    got = unit_tangents._two_slope_tangents(*unit_tangents.two_slopes(act), q1, q2, c, dq1, dq2,
+    got = unit_tangents._two_slope_tangents(*two_slopes(act), q1, q2, c, dq1, dq2,
                                             dc, c.shape)
     want = unit_tangents._forward(act.kernel, q1, q2, c, dq1, dq2, dc, c.shape, True)
     for a, b in zip([got[0], got[1], *got[2], *got[3]], [want[0], want[1], *want[2], *want[3]],
                     strict=True):
         assert float((a - b).abs().max()) <= 1e-13 * float(b.abs().max())
     for other in ("erf", "step", "gelu", "elu"):
-        assert unit_tangents.two_slopes(infnet.activations.activation(other)) is None
+        assert two_slopes(infnet.activations.activation(other)) is None
 
 
 def test_kinked_quadrature_unit_and_cross_kernel():

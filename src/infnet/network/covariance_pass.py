@@ -15,12 +15,15 @@ near-parallel pairs (a depth-6 swish network at w_std 2: 6.2 s against 7.4 s).
 
 from __future__ import annotations
 
+import math
+
 import torch
 
 from ..activations.gated import Gated
 from ..activations.numerical import pair_kernel
 from ..activations.series import supports_series
-from ..numerics.moments import corr_angle
+from ..activations.slopes import two_slopes
+from ..numerics.moments import corr_angle, corr_gap
 from .layers import Dense, Nonlinearity
 from .runs import Run
 
@@ -41,6 +44,25 @@ def _unit_nngp(act, q1: Tensor, q2: Tensor, c: Tensor) -> Tensor:
     if act.is_closed_form:
         return act.kernel(q1, q2, c, check=False)[0]
     return pair_kernel(act, q1, q2, c, corr_angle(q1, q2, c)[1])[0]
+
+
+def _two_slope_block(slopes, w2: float, b2: float, q1: Tensor, q2: Tensor, c: Tensor) -> Tensor:
+    """w2 K + b2 of the unit neg min(x, 0) + pos max(x, 0) at (q1, q2, c), as one
+    sequence of in-place passes: with a = w2 (neg - pos)^2 / (2 pi), root = sqrt(q1 q2 -
+    c^2) and theta = atan2(root, c), w2 K + b2 = a root - a theta c + w2 (neg^2 + pos^2) c / 2
+    + b2 (``activations.slopes``). Nine passes over the tile, two of them transcendental,
+    against a dozen through the closed form and the Dense layer apart (a depth-10 ReLU NNGP
+    of 2000 MNIST digits: 25% less time). None where q1 q2 leaves float64's safe range
+    (then the closed form, which rescales)."""
+    gap = corr_gap(q1, q2, c)
+    if gap is None:
+        return None
+    neg, pos = slopes
+    a = w2 * (neg - pos) ** 2 / (2 * math.pi)
+    root = gap.sqrt_()
+    theta = torch.atan2(root, c)
+    return root.mul_(a).addcmul_(theta, c, value=-a).add_(c, alpha=w2 * (neg * neg + pos * pos) / 2
+                                                          ).add_(b2)
 
 
 def carries_covariances(segments, *traces) -> bool:
@@ -74,8 +96,12 @@ def nngp_by_covariances(segments, c: Tensor, tr1, tr2) -> Tensor:
             c = _unit_nngp(seg.act, q1, q2, c)
             q1, q2 = r1, r2
         else:  # a run of [unit, Dense] blocks, the variances before each from its trace
+            slopes = two_slopes(seg.act)
             for k in range(seg.count):
-                c = _unit_nngp(seg.act, r1.pre[k], r2.pre[k], c)
-                c = c.mul_(seg.w2).add_(seg.b2)
+                fused = None if slopes is None else _two_slope_block(
+                    slopes, seg.w2, seg.b2, r1.pre[k], r2.pre[k], c)
+                if fused is None:
+                    fused = _unit_nngp(seg.act, r1.pre[k], r2.pre[k], c).mul_(seg.w2).add_(seg.b2)
+                c = fused
             q1, q2 = r1.q_out, r2.q_out
     return c

@@ -79,7 +79,8 @@ def corr_gap(q1: Tensor, q2: Tensor, c: Tensor) -> Tensor | None:
     p = q1 * q2
     if not _in_range(p, q1, q2):
         return None
-    return (p - c * c).clamp_(min=0.0)
+    cc = c * c
+    return (p.sub_(cc) if p.shape == cc.shape else p - cc).clamp_(min=0.0)
 
 
 def corr_angle(q1: Tensor, q2: Tensor, c: Tensor) -> tuple[Tensor, Tensor]:
