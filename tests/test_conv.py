@@ -343,7 +343,10 @@ def test_nan_or_inf_in_images():
         small_net(GlobalAvgPool).kernel(x, bad)
 
 
-@pytest.mark.parametrize("readout, layout", [(Flatten, "diagonal"), (GlobalAvgPool, "full")])
+@pytest.mark.parametrize("readout, layout", [
+    (Flatten, "diagonal"),
+    # (the full layout goes in bands of rows, but a 4 x 4 image is within one band's reach)
+    (GlobalAvgPool, "full layout .* even in bands of one row")])
 def test_memory_too_small_for_one_pair(readout, layout):
     net = small_net(readout)
     per_pair = pair_bytes(net, (4, 4))
@@ -352,6 +355,28 @@ def test_memory_too_small_for_one_pair(readout, layout):
     with pytest.raises(MemoryError, match=f"one pair of inputs of spatial shape .* {layout}"):
         net.kernel(x, memory=per_pair - 1)
     assert net.kernel(x, memory=per_pair).nngp.shape == (3, 3)  # one pair per tile is enough
+
+
+def test_bands_of_rows_within_the_memory_budget():
+    """Below one pair's work, the full layout goes in bands of rows (``network.banded``): the
+    peak memory said is the outputs plus one band's work, within the budget, the bands are
+    the most input rows that fit (halving), and the kernel is the one computed whole."""
+    from infnet.network import banded
+
+    net = small_net(GlobalAvgPool)
+    shape = (16, 4)
+    plan = net._spatial_plan()
+    per_pair = pair_bytes(net, shape)
+    halo = banded.reach(plan.head, shape)
+    assert halo == (1, 1)  # one 3 x 3 convolution, SAME: one row before and one after
+    for memory in (per_pair - 1, per_pair // 2):
+        rows, got_halo = banded.band_rows(plan, shape, memory)
+        work = banded.band_bytes(plan, shape, rows, halo)
+        assert got_halo == halo and work <= memory
+        assert rows == shape[0] or banded.band_bytes(plan, shape, 2 * rows, halo) > memory
+        assert net.peak_memory(shape, 3, memory=memory) == 2 * 9 * 8 + work
+        x = images(3, 2, *shape, seed=5)
+        assert_kernels_close(net.kernel(x, memory=memory), net.kernel(x), rtol=1e-13)
 
 
 # ---- everything above the kernel takes spatial networks unchanged ---------------------------------
@@ -435,7 +460,7 @@ def test_same_position_covariances_of_the_data(channels):
     """The diagonal layout's data covariances (channel sums one by one for up to 16 channels,
     a batched product beyond): against a direct sum over channels, and two copies of an input
     equal to its own variances bit for bit where the channels are summed one by one."""
-    from infnet.network.spatial import SUMMED_CHANNELS, pair_covariance, self_covariance
+    from infnet.network.data_covariance import SUMMED_CHANNELS, pair_covariance, self_covariance
 
     g = torch.Generator().manual_seed(channels)
     x = torch.randn(4, channels, 5, 6, generator=g, dtype=torch.float64)

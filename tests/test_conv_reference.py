@@ -309,14 +309,14 @@ def assert_matches(got, want, rtol, what):
         f"max |error| / max |reference| = {err.max() / np.abs(want).max():.3g}")
 
 
-def check(spec, shape, rtol, seed, n1=3, n2=2):
+def check(spec, shape, rtol, seed, n1=3, n2=2, memory=None):
     net = build(spec)
     xa, xb = images(n1, shape, seed), images(n2, shape, seed + 1000)
     for x1, x2 in ((xa, None), (xa, xb)):
         nngp, ntk, max_rho = reference(spec, x1, x2)
         # well-conditioned inputs: no correlation near +-1 but the exact self pairs
         assert max_rho < 1 - 1e-6, max_rho
-        k = net.kernel(x1) if x2 is None else net.kernel(x1, x2)
+        k = net.kernel(x1, x2, memory=memory)
         what = "kernel(x)" if x2 is None else "kernel(x1, x2)"
         assert_matches(k.nngp, nngp, rtol, f"{what} NNGP")
         assert_matches(k.ntk, ntk, rtol, f"{what} NTK")
@@ -425,3 +425,44 @@ def test_blank_regions_match_the_reference(act, tol, n, shape):
         k = net.kernel(a) if b is None else net.kernel(a, b)
         assert_matches(k.nngp, nngp, tol, "NNGP with blank regions")
         assert_matches(k.ntk, ntk, tol, "NTK with blank regions")
+
+
+# ---- bands of rows: one pair over the memory budget ---------------------------------------------
+
+FULL_LAYOUT = sorted(name for name, (spec, _) in ARCHITECTURES.items()
+                     if build(spec)._spatial_plan().full)
+
+
+@pytest.mark.parametrize("name", FULL_LAYOUT)
+def test_bands_of_rows_match_the_reference(name):
+    """memory= below one pair's covariance of pairs of positions: the kernel goes in bands of
+    rows (``network.banded``: the first position of a pair holds a band of input rows widened
+    by the network's reach; the self pass in stages), here at the smallest bands (one input
+    row each) on images tall enough for several bands; against the reference to 1e-12."""
+    from infnet.network import banded
+
+    spec, shape = ARCHITECTURES[name]
+    net = build(spec)
+    plan = net._spatial_plan()
+    halo = banded.reach(plan.head, shape[1:])
+    shape = (shape[0], sum(halo) + 3, *shape[2:])  # (two input rows past one band's reach)
+    halo = banded.reach(plan.head, shape[1:])  # (SAME padding with strides: of the size)
+    memory = banded.band_bytes(plan, shape[1:], 1, halo)
+    assert memory < plan.tile_bytes(shape[1:])
+    assert banded.band_rows(plan, shape[1:], memory) == (1, halo)
+    check(spec, shape, 1e-12, seed=sorted(FULL_LAYOUT).index(name), n1=2, n2=1, memory=memory)
+
+
+def test_bands_of_rows_with_a_numerical_activation_match_the_reference():
+    """The same for swish (Hermite series; the series of a band are not cached) to 1e-10."""
+    from infnet.network import banded
+
+    spec, shape = NUMERICAL["gap"]("swish")
+    net = build(spec)
+    plan = net._spatial_plan()
+    halo = banded.reach(plan.head, shape[1:])
+    shape = (shape[0], sum(halo) + 4, *shape[2:])
+    halo = banded.reach(plan.head, shape[1:])
+    memory = banded.band_bytes(plan, shape[1:], 1, halo)
+    assert memory < plan.tile_bytes(shape[1:])
+    check(spec, shape, 1e-10, seed=8, n1=2, n2=1, memory=memory)

@@ -82,3 +82,11 @@ def check_stds(w_std, b_std) -> None:
 def check_parameterization(parameterization) -> None:
     if parameterization not in ("ntk", "standard"):
         raise ValueError(f"parameterization must be 'ntk' or 'standard', got {parameterization!r}")
+
+
+def byte_size(n: int) -> str:
+    """A number of bytes for a message: "1.50 GiB", "12.00 MiB", "512 bytes"."""
+    for unit, scale in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
+        if n >= scale:
+            return f"{n / scale:.2f} {unit}"
+    return f"{n} bytes"

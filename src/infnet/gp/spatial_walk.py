@@ -30,8 +30,9 @@ import math
 import torch
 
 from ..network import Branches, Conv, Network
+from ..network.data_covariance import pair_covariance, self_covariance
 from ..network.shifts import rows_view, self_view, spatial_diagonal
-from ..network.spatial import SpatialPlan, pair_covariance, self_covariance
+from ..network.spatial import SpatialPlan
 from .unit_tangents import param_partials, tangents
 from .walk import State, Walk, branch_width
 

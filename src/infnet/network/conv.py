@@ -24,6 +24,7 @@ import torch
 from torch import nn
 
 from ..core.checks import check_parameterization, check_stds
+from .bands import band_diagonal, embed_band_diagonal
 from .layers import Layer, Moments
 from .modules import LocalConv, Pad, Scale
 from .shifts import PADDINGS, Window, conv_sum, embed_diagonal, spatial_diagonal, windows
@@ -52,10 +53,17 @@ class SpatialLayer(Layer):
         return shape
 
     def map_spatial(self, nngp: Tensor, ntk: Tensor, width: int | None,
-                    shape: tuple[int, ...], full: bool) -> tuple[Tensor, Tensor, int | None]:
+                    shape: tuple[int, ...], full: bool, band=None
+                    ) -> tuple[Tensor, Tensor, int | None]:
         """(NNGP, NTK, width) after the layer, from tensors whose trailing axes are ``shape``
-        (diagonal layout) or ``shape`` twice (``full``)."""
+        (diagonal layout) or ``shape`` twice (``full``). ``band``: the first position holds
+        only some rows of the first spatial axis (``network.bands``): the ``BandStep`` of
+        ``first_window`` for layers with one, else the ``Band``."""
         raise NotImplementedError
+
+    def first_window(self, shape: tuple[int, ...]) -> Window | None:
+        """The layer's window along the first spatial axis (None: no window)."""
+        return None
 
 
 def as_sizes(value, name: str, ndim: int | None = None) -> tuple[int, ...]:
@@ -154,22 +162,25 @@ class Conv(SpatialLayer):
         wins = check_window(self, shape, self.filter_shape, self.strides, self.padding, "filter")
         return tuple(w.out for w in wins)
 
-    def _maps(self, nngp, ntk, width, wins, full):
+    def _maps(self, nngp, ntk, width, wins, full, band=None):
         w2, b2 = self.w_std**2, (self.b_std or 0.0) ** 2
         if self.parameterization == "ntk":
-            out = conv_sum(nngp, wins, full, w2, b2)
-            return out, conv_sum(ntk, wins, full, w2).add_(out)
+            out = conv_sum(nngp, wins, full, w2, b2, band)
+            return out, conv_sum(ntk, wins, full, w2, band=band).add_(out)
         if width is None:
             raise ValueError("the standard parameterization needs the input channels of every "
                              "Conv: give width=... to the layer before it")
-        mean_nngp = conv_sum(nngp, wins, full)
+        mean_nngp = conv_sum(nngp, wins, full, band=band)
         fan = width * math.prod(self.filter_shape)
-        return w2 * mean_nngp + b2, conv_sum(ntk, wins, full, w2).add_(
+        return w2 * mean_nngp + b2, conv_sum(ntk, wins, full, w2, band=band).add_(
             fan * mean_nngp + (0.0 if self.b_std is None else 1.0))
 
-    def map_spatial(self, nngp, ntk, width, shape, full):
+    def first_window(self, shape):
+        return windows(shape, self.filter_shape, self.strides, self.padding)[0]
+
+    def map_spatial(self, nngp, ntk, width, shape, full, band=None):
         wins = windows(shape, self.filter_shape, self.strides, self.padding)
-        nngp, ntk = self._maps(nngp, ntk, width, wins, full)
+        nngp, ntk = self._maps(nngp, ntk, width, wins, full, band)
         return nngp, ntk, self.width
 
     def _channels(self, ctx) -> int:
@@ -241,11 +252,17 @@ class ConvLocal(Conv):
     True
     """
 
-    def map_spatial(self, nngp, ntk, width, shape, full):
+    def map_spatial(self, nngp, ntk, width, shape, full, band=None):
         wins = windows(shape, self.filter_shape, self.strides, self.padding)
         if not full:
-            return (*self._maps(nngp, ntk, width, wins, False), self.width)
+            return (*self._maps(nngp, ntk, width, wins, False, band), self.width)
         nd = len(shape)
+        if band is not None:  # the same positions of the band's rows, and back
+            out = tuple(w.out for w in wins)
+            nngp, ntk = self._maps(band_diagonal(nngp, band.source, nd),
+                                   band_diagonal(ntk, band.source, nd), width, wins, False, band)
+            return (embed_band_diagonal(nngp, band.band, out),
+                    embed_band_diagonal(ntk, band.band, out), self.width)
         nngp, ntk = self._maps(spatial_diagonal(nngp, nd), spatial_diagonal(ntk, nd), width,
                                wins, False)
         return embed_diagonal(nngp, nd), embed_diagonal(ntk, nd), self.width

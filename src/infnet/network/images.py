@@ -15,8 +15,9 @@ import numpy as np
 import torch
 
 from ..activations.series import DEGREES, SeriesCache
-from ..core.checks import all_finite
+from ..core.checks import all_finite, byte_size
 from ..core.heap import large_tensors
+from . import banded
 from .inputs import Kernel, check_finite
 from .layers import Moments
 from .spatial import TILE_BYTES, SpatialPlan
@@ -61,12 +62,17 @@ def peak_memory(plan: SpatialPlan, shape: tuple[int, ...], n1: int, n2: int | No
                 get: str = "both", memory: int = TILE_BYTES, dtype=torch.float64) -> int:
     """Bytes of the kernel of n1 x n2 inputs of spatial ``shape``: the outputs plus one tile's
     work (the self pass of a chunk of inputs, or a tile of pairs)."""
-    per_pair = plan.tile_bytes(tuple(shape))
-    pairs = max(1, min(memory // per_pair, TILE_ENTRIES // plan.pair_entries(tuple(shape)),
-                       n1 * (n1 if n2 is None else n2)))
+    shape = tuple(shape)
     out = (n1 * (n1 if n2 is None else n2) * torch.finfo(dtype).bits // 8
            * (2 if get == "both" else 1))
-    return out + pairs * per_pair + _series_bytes(plan, tuple(shape), pairs, memory)
+    per_pair = plan.tile_bytes(shape)
+    if per_pair > memory and plan.full:  # in bands of rows
+        rows, halo = banded.band_rows(plan, shape, memory)
+        return out + banded.band_bytes(plan, shape, rows, halo) + _series_bytes(
+            plan, shape, 1, memory)
+    pairs = max(1, min(memory // per_pair, TILE_ENTRIES // plan.pair_entries(shape),
+                       n1 * (n1 if n2 is None else n2)))
+    return out + pairs * per_pair + _series_bytes(plan, shape, pairs, memory)
 
 
 def _series_bytes(plan: SpatialPlan, shape: tuple[int, ...], pairs: int, memory: int) -> int:
@@ -100,19 +106,22 @@ def spatial_kernel(plan: SpatialPlan, x1, x2=None, *, block: int = 512,
     shape = tuple(x1.shape[2:])
     plan.shapes(shape)  # every layer fits (raises otherwise)
     per_pair = plan.tile_bytes(shape)
-    if per_pair > memory:
+    band = None
+    if per_pair > memory and plan.full:  # one pair does not fit: bands of rows
+        band = banded.band_rows(plan, shape, memory)
+    elif per_pair > memory:
         raise MemoryError(
-            f"one pair of inputs of spatial shape {shape} needs {_size(per_pair)} of work in the "
+            f"one pair of inputs of spatial shape {shape} needs {byte_size(per_pair)} of work in the "
             f"{'full (pairs of positions)' if plan.full else 'diagonal'} layout, more than "
-            f"memory={memory} bytes ({_size(memory)}): raise memory=, or use smaller inputs")
+            f"memory={memory} bytes ({byte_size(memory)}): raise memory=, or use smaller inputs")
     # tiles of about TILE_ENTRIES entries (their tensors stay in cache), within the budget
-    pairs = min(memory // per_pair, max(1, TILE_ENTRIES // plan.pair_entries(shape)))
+    pairs = 1 if band else min(memory // per_pair, max(1, TILE_ENTRIES // plan.pair_entries(shape)))
     side = max(1, min(block, math.isqrt(pairs)))
     n1, n2 = x1.shape[0], x2.shape[0]
     chunk = max(1, min(n1, pairs))
     cache = SeriesCache(min(SERIES_CACHE_BYTES, memory // 2))
-    m1, rec1, tr1 = _self(plan, x1, chunk, cache, 0)
-    m2, rec2, tr2 = (m1, rec1, tr1) if symmetric else _self(plan, x2, chunk, cache, 1)
+    m1, rec1, tr1 = _self(plan, x1, chunk, cache, 0, band)
+    m2, rec2, tr2 = (m1, rec1, tr1) if symmetric else _self(plan, x2, chunk, cache, 1, band)
     nngp, ntk = (torch.empty(n1, n2, dtype=dtype, device=x1.device)
                  if get in (kind, "both") else None for kind in ("nngp", "ntk"))
     for i in range(0, n1, side):
@@ -121,8 +130,11 @@ def spatial_kernel(plan: SpatialPlan, x1, x2=None, *, block: int = 512,
             if symmetric and side == 1 and j == i:
                 continue  # an input with itself: the self pass has it
             cols = slice(j, j + side)
-            m = plan.pairs_pass(x1[rows], x2[cols], rec1, rec2, rows, cols, cache,
-                                (0, 0 if symmetric else 1))
+            if band:
+                m = banded.pairs_pass(plan, x1[rows], x2[cols], rec1, rec2, rows, cols, band)
+            else:
+                m = plan.pairs_pass(x1[rows], x2[cols], rec1, rec2, rows, cols, cache,
+                                    (0, 0 if symmetric else 1))
             m = plan.tail.pairs_pass(m, tr1.view(rows, 0).records, tr2.view(cols, 1).records)
             for out, tile in ((nngp, m.nngp), (ntk, m.ntk)):
                 if out is None:
@@ -141,15 +153,8 @@ def spatial_kernel(plan: SpatialPlan, x1, x2=None, *, block: int = 512,
     return Kernel(nngp, ntk)
 
 
-def _size(n: int) -> str:
-    for unit, scale in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
-        if n >= scale:
-            return f"{n / scale:.2f} {unit}"
-    return f"{n} bytes"
-
-
-def _self(plan: SpatialPlan, x: Tensor, chunk: int, cache: SeriesCache, tag: int
-          ) -> tuple[Moments, list, Trace]:
+def _self(plan: SpatialPlan, x: Tensor, chunk: int, cache: SeriesCache, tag: int,
+          band: tuple[int, int] | None = None) -> tuple[Moments, list, Trace]:
     """The self pass in chunks of inputs: the head's records and the tail's trace. Each chunk's
     records are copied into tensors for all inputs allocated once, after the first chunk, so
     that no small tensor outlives the chunk that made it (interleaved with the chunks' large
@@ -158,7 +163,8 @@ def _self(plan: SpatialPlan, x: Tensor, chunk: int, cache: SeriesCache, tag: int
     n = x.shape[0]
     records, flat = None, None
     for i in range(0, n, chunk):
-        m, recs = plan.self_pass(x[i:i + chunk], cache, (tag, i))
+        m, recs = (banded.self_pass(plan, x[i:i + chunk], *band) if band
+                   else plan.self_pass(x[i:i + chunk], cache, (tag, i)))
         if records is None:
             records = [(r.new_empty((n, *r.shape[1:])), nd) for r, nd in recs]
             flat, width = [m.nngp.new_empty(n) for _ in range(2)], m.width

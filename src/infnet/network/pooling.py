@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 from torch import nn
 
+from .bands import AXIS, band_diagonal
 from .conv import SpatialLayer, as_sizes, check_window, pad_module, spatial_input
 from .modules import GlobalMean
 from .shifts import PADDINGS, pool_sum, spatial_diagonal, windows
@@ -70,9 +71,12 @@ class AvgPool(SpatialLayer):
                             "pooling window")
         return tuple(w.out for w in wins)
 
-    def map_spatial(self, nngp, ntk, width, shape, full):
+    def first_window(self, shape):
+        return windows(shape, self.window_shape, self.strides, self.padding)[0]
+
+    def map_spatial(self, nngp, ntk, width, shape, full, band=None):
         wins = windows(shape, self.window_shape, self.strides, self.padding)
-        return pool_sum(nngp, wins), pool_sum(ntk, wins), width
+        return pool_sum(nngp, wins, band), pool_sum(ntk, wins, band), width
 
     def finite(self, n_in, ctx, *, readout=False, next_layer=None):
         c, shape = spatial_input(self, n_in)
@@ -100,8 +104,13 @@ class GlobalAvgPool(SpatialLayer):
     def out_shape(self, shape):
         return ()
 
-    def map_spatial(self, nngp, ntk, width, shape, full):
+    def map_spatial(self, nngp, ntk, width, shape, full, band=None):
         axes = tuple(range(-2 * len(shape), 0))
+        if band is not None:  # the band's share of the mean: its counted rows' sum / P^2
+            p2 = math.prod(shape) ** 2
+            rows = band.counted().to(nngp.device)
+            return (nngp.index_select(AXIS, rows).sum(axes) / p2,
+                    ntk.index_select(AXIS, rows).sum(axes) / p2, width)
         return nngp.mean(axes), ntk.mean(axes), width
 
     def finite(self, n_in, ctx, *, readout=False, next_layer=None):
@@ -126,12 +135,17 @@ class Flatten(SpatialLayer):
     def out_shape(self, shape):
         return ()
 
-    def map_spatial(self, nngp, ntk, width, shape, full):
+    def map_spatial(self, nngp, ntk, width, shape, full, band=None):
         nd = len(shape)
+        out_width = None if width is None else width * math.prod(shape)
+        axes = tuple(range(-nd, 0))
+        if band is not None:  # (full layout: a band's counted rows' share of the mean)
+            p = math.prod(shape)
+            return (band_diagonal(nngp, band, nd, band.counted()).sum(axes) / p,
+                    band_diagonal(ntk, band, nd, band.counted()).sum(axes) / p, out_width)
         if full:
             nngp, ntk = spatial_diagonal(nngp, nd), spatial_diagonal(ntk, nd)
-        axes = tuple(range(-nd, 0))
-        return nngp.mean(axes), ntk.mean(axes), None if width is None else width * math.prod(shape)
+        return nngp.mean(axes), ntk.mean(axes), out_width
 
     def finite(self, n_in, ctx, *, readout=False, next_layer=None):
         c, shape = spatial_input(self, n_in)

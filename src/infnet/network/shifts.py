@@ -71,15 +71,20 @@ def windows(shape: tuple[int, ...], k: tuple[int, ...], strides: tuple[int, ...]
     return tuple(Window(n, kk, s, padding) for n, kk, s in zip(shape, k, strides, strict=True))
 
 
-def window_sum(t: Tensor, axes: tuple[int, ...], w: Window) -> Tensor:
+def window_sum(t: Tensor, axes: tuple[int, ...], w: Window, band=None) -> Tensor:
     """sum_d t[s i + d - pad_lo] on every axis of ``axes`` with one offset d for all of them
     (a convolution's pair of positions; one axis: a box filter), out-of-range positions zero
-    (SAME) or wrapped (CIRCULAR). The axes become ``w.out`` long."""
+    (SAME) or wrapped (CIRCULAR). The axes become ``w.out`` long. ``band`` (a
+    ``bands.BandStep``): axes[0] holds only some rows, and keeps those the step gives."""
     shape = list(t.shape)
     for ax in axes:
         shape[ax] = w.out
+    whole = axes if band is None else axes[1:]
+    if band is not None:
+        shape[axes[0]] = len(band.band.rows)
     s = w.stride
-    first = w.pad_lo if s == 1 and w.out == w.size else None  # the offset that covers all
+    # the offset that covers all
+    first = w.pad_lo if band is None and s == 1 and w.out == w.size else None
     if first is not None:
         out = t.clone()
     else:
@@ -88,45 +93,74 @@ def window_sum(t: Tensor, axes: tuple[int, ...], w: Window) -> Tensor:
         if d == first:
             continue
         off = d - w.pad_lo
+        term, rows = t, None
+        if band is not None:
+            got = _band_terms(t, axes[0], band, d)
+            if got is None:
+                continue
+            term, rows = got
+        dst = [slice(None)] * t.ndim
         if w.padding == "CIRCULAR":
             idx = (s * torch.arange(w.out, device=t.device) + off) % w.size
-            term = t
-            for ax in axes:
+            for ax in whole:
                 term = term.index_select(ax, idx)
-            out += term
-            continue
-        lo = max(0, -(off // s))  # the first i with s i + off >= 0
-        hi = min(w.out - 1, (w.size - 1 - off) // s)
-        if lo > hi:
-            continue
-        src = [slice(None)] * t.ndim
-        dst = [slice(None)] * t.ndim
-        for ax in axes:
-            src[ax] = slice(s * lo + off, s * hi + off + 1, s)
-            dst[ax] = slice(lo, hi + 1)
-        out[tuple(dst)] += t[tuple(src)]
+        elif whole:
+            lo = max(0, -(off // s))  # the first i with s i + off >= 0
+            hi = min(w.out - 1, (w.size - 1 - off) // s)
+            if lo > hi:
+                continue
+            src = [slice(None)] * t.ndim
+            for ax in whole:
+                src[ax] = slice(s * lo + off, s * hi + off + 1, s)
+                dst[ax] = slice(lo, hi + 1)
+            term = term[tuple(src)]
+        if isinstance(rows, slice):
+            dst[axes[0]] = rows
+            rows = None
+        if rows is None:
+            out[tuple(dst)] += term
+        else:
+            out[tuple(dst)].index_add_(axes[0], rows, term)
     return out
 
 
+def _band_terms(t: Tensor, ax: int, step, d: int):
+    """(the rows of t on axis ``ax`` that offset d reads, the output rows they add to), or
+    None where offset d reads only padding (``bands.BandStep``)."""
+    term = step.terms[d]
+    if term is None:
+        return None
+    dst, src = term
+    if isinstance(src, slice):
+        index = [slice(None)] * t.ndim
+        index[ax] = src
+        term = t[tuple(index)]
+    else:
+        term = t.index_select(ax, src.to(t.device))
+    return term, dst if isinstance(dst, slice) else dst.to(t.device)
+
+
 def conv_sum(t: Tensor, wins: tuple[Window, ...], full: bool, scale: float = 1.0,
-             shift: float = 0.0) -> Tensor:
+             shift: float = 0.0, band=None) -> Tensor:
     """scale times the mean over a filter's offsets of t at both positions shifted alike (full
     layout) or at the one position (diagonal layout), plus shift; one spatial dimension at a
-    time."""
+    time. ``band``: the first position holds some rows of the first spatial axis
+    (``window_sum``)."""
     n = len(wins)
     for i, w in enumerate(wins):
         axes = (i - 2 * n, i - n) if full else (i - n,)
-        t = window_sum(t, axes, w)
+        t = window_sum(t, axes, w, band if i == 0 else None)
     t.mul_(scale / math.prod(w.k for w in wins))
     return t.add_(shift) if shift else t
 
 
-def pool_sum(t: Tensor, wins: tuple[Window, ...]) -> Tensor:
-    """The mean over a pooling window of each position of a pair separately (full layout)."""
+def pool_sum(t: Tensor, wins: tuple[Window, ...], band=None) -> Tensor:
+    """The mean over a pooling window of each position of a pair separately (full layout);
+    ``band`` as in ``conv_sum``."""
     n = len(wins)
     for i, w in enumerate(wins):
         for ax in (i - 2 * n, i - n):
-            t = window_sum(t, (ax,), w)
+            t = window_sum(t, (ax,), w, band if ax == -2 * n else None)
     return t / math.prod(w.k for w in wins) ** 2
 
 

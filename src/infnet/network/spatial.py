@@ -30,7 +30,9 @@ import torch
 from ..activations.gated import Gated
 from ..activations.series import SeriesCache, TileSeries, supports_series
 from ..numerics.moments import corr_angle
+from .bands import Band, band_diagonal, common, narrowed, rows_of, set_band_diagonal
 from .covariance_maps import blocked_map, diagonal_map, symmetric_map
+from .data_covariance import pair_covariance, self_covariance
 from .layers import Moments, Nonlinearity
 from .shifts import rows_view, self_view, spatial_diagonal, with_diagonal
 
@@ -41,8 +43,6 @@ Tensor = torch.Tensor
 LIVE_TENSORS = 14
 #: the default budget of one tile's work, in bytes
 TILE_BYTES = 1 << 30
-#: inputs with more channels than this take the sums over channels as a batched product
-SUMMED_CHANNELS = 16
 
 
 def _walk(layers):
@@ -90,6 +90,12 @@ class _Pass:
     #: the series cache's names of the inputs: (input set, first input) of this pass's rows
     #: and columns (the self pass: its one block)
     tags: tuple = ((0, 0), (0, 0))
+    #: a banded pass (``network.bands``): the rows the first position holds now, the record
+    #: at which to stop (``Stop``), and whether the pair is an input with itself (its
+    #: same-position entries then take the activations' diagonal maps, as in the self pass)
+    band: Band | None = None
+    stop: int | None = None
+    self_band: bool = False
 
     @property
     def pairs(self) -> bool:
@@ -102,7 +108,10 @@ class _Pass:
         (qa, nd), (qb, _) = self.records[self.at], self.other[self.at]
         self.at += 1
         full = self.full and nd > 0
-        return rows_view(qa[self.rows], nd, full, 0), rows_view(qb[self.cols], nd, full, 1)
+        first = rows_view(qa[self.rows], nd, full, 0)
+        if self.band is not None and full:
+            first = rows_of(first, self.band)
+        return first, rows_view(qb[self.cols], nd, full, 1)
 
     def series(self, act, q1: Tensor, q2: Tensor) -> TileSeries:
         """The Hermite series of an activation whose input variances q1, q2 are the views of
@@ -114,13 +123,31 @@ class _Pass:
             key = (tag, at, start, start + q1.shape[0])
             cache = self.cache if self.cache is not None else SeriesCache(1 << 62)
             return TileSeries(act, q1, q2, cache, (key, key))
-        if self.cache is None:
+        if self.cache is None or self.band is not None:
             return TileSeries(act, q1, q2)
         at = self.at - 1
         (ta, ra), (tb, rb) = self.tags
         i, j = ra + self.rows.start, rb + self.cols.start
         keys = ((ta, at, i, i + q1.shape[0]), (tb, at, j, j + q2.shape[1]))
         return TileSeries(act, q1, q2, self.cache, keys)
+
+
+class Stop(Exception):  # noqa: N818  (not an error: a banded pass's way out)
+    """A banded pass stops (``network.banded``): at the record ``_Pass.stop`` with the tile
+    after that layer (``moments``, ``nd`` spatial dimensions; after an activation,
+    ``activation`` is the layer and its input variances at every position), or at the layer
+    that ends the spatial part (``end``: the layer and its input shape; ``moments`` its
+    input; None where the band kept no row)."""
+
+    def __init__(self, moments: Moments | None, nd: int, end: tuple | None = None,
+                 activation: tuple | None = None):
+        super().__init__("a banded pass stopped")
+        self.moments, self.nd, self.end, self.activation = moments, nd, end, activation
+
+    @property
+    def empty(self) -> bool:
+        """The band kept no row (it adds nothing)."""
+        return self.moments is None
 
 
 class SpatialPlan:
@@ -209,42 +236,6 @@ class SpatialPlan:
         return m
 
 
-def self_covariance(x: Tensor, full: bool) -> Tensor:
-    """Each input (m, C, *S) with itself: its covariance of pairs of positions (m, *S, *S)
-    (``full``), else its per-position variances (m, *S), averaged over the channels."""
-    c = x.shape[1]
-    if not full:
-        return (_same_positions(x, x, 1) if c <= SUMMED_CHANNELS else (x * x).sum(1)).div_(c)
-    flat = x.reshape(x.shape[0], c, -1)
-    cov = torch.einsum("mcp,mcr->mpr", flat, flat).div_(c)
-    return cov.reshape(x.shape[0], *x.shape[2:], *x.shape[2:])
-
-
-def pair_covariance(xa: Tensor, xb: Tensor, full: bool) -> Tensor:
-    """The tile of pairs (xa[i], xb[j]): (a, b, *S, *S) covariances of pairs of positions
-    (``full``), else (a, b, *S) of the same positions, averaged over the channels."""
-    c, spatial = xa.shape[1], tuple(xa.shape[2:])
-    fa, fb = xa.reshape(xa.shape[0], c, -1), xb.reshape(xb.shape[0], c, -1)
-    if full:
-        cov = torch.einsum("acp,bcr->abpr", fa, fb).div_(c)
-        return cov.reshape(fa.shape[0], fb.shape[0], *spatial, *spatial)
-    if c <= SUMMED_CHANNELS:
-        return _same_positions(xa[:, None], xb[None, :], 2).div_(c)
-    return torch.einsum("acp,bcp->abp", fa, fb).div_(c).reshape(fa.shape[0], fb.shape[0],
-                                                                  *spatial)
-
-
-def _same_positions(a: Tensor, b: Tensor, axis: int) -> Tensor:
-    """sum over the channels (axis ``axis``) of a b, broadcasting: for a few channels one
-    product and one sum a channel, in channel order, so that an input with itself and two
-    copies of it give the same bits (rho exactly 1); einsum's batched product over the
-    positions was 7-20x slower for 3 channels."""
-    out = a.select(axis, 0) * b.select(axis, 0)
-    for ch in range(1, a.shape[axis]):
-        out.add_(a.select(axis, ch) * b.select(axis, ch))
-    return out
-
-
 def _shapes(layers, out: list) -> None:
     for layer in layers:
         parts = layer.sublayers()
@@ -269,6 +260,8 @@ def _finish(nngp: Tensor, ntk: Tensor, width, nd: int, state: _Pass) -> Moments:
     dimensions left: the record of the output variances, and the angle recomputed."""
     full = state.full and nd > 0
     if state.pairs:
+        if state.stop == state.at:
+            raise Stop(Moments(nngp, ntk, None, None, width), nd)
         q1, q2 = state.next_views()
     elif not full:  # each input with itself, same positions: the moments are the variances
         state.record(nngp, nd)
@@ -288,16 +281,35 @@ def _forward(layers, m: Moments, shape: tuple[int, ...], state: _Pass
     for layer in layers:
         parts = layer.sublayers()
         if parts is not None:
-            outs = []
+            outs, bands, start = [], [], state.band
             for sub, _ in parts:
+                state.band = start
                 out, end = _forward(sub, m, shape, state)
                 outs.append(out)
+                bands.append(state.band)
+            if start is not None:  # (banded: the rows every branch has)
+                state.band = common(bands)
+                if not len(state.band.rows):
+                    raise Stop(None, len(shape))
+                outs = [Moments(*(narrowed(t, b, state.band.rows) for t in (o.nngp, o.ntk)),
+                                None, None, o.width) for o, b in zip(outs, bands, strict=True)]
             nngp = sum(w * w * o.nngp for (_, w), o in zip(parts, outs, strict=True))
             ntk = sum(w * w * o.ntk for (_, w), o in zip(parts, outs, strict=True))
             widths = [o.width for o in outs]
             width = None if None in widths else (
                 sum(widths) if layer.combine == "concat" else widths[0])
             shape = end
+            m = _finish(nngp, ntk, width, len(shape), state)
+        elif layer.spatial and state.band is not None:
+            if layer.ends_spatial:
+                raise Stop(m, len(shape), (layer, shape))
+            step = state.band.through(layer.first_window(shape))
+            if not len(step.band.rows):
+                raise Stop(None, len(shape))
+            nngp, ntk, width = layer.map_spatial(m.nngp, m.ntk, m.width, shape, state.full,
+                                                 band=step)
+            state.band = step.band
+            shape = layer.out_shape(shape)
             m = _finish(nngp, ntk, width, len(shape), state)
         elif layer.spatial:
             nngp, ntk, width = layer.map_spatial(m.nngp, m.ntk, m.width, shape, state.full)
@@ -314,8 +326,14 @@ def _elementwise(layer, m: Moments, nd: int, state: _Pass) -> Moments:
     are recorded and written on the same-position entries (full layout) so that they stay
     exactly the variances."""
     if state.pairs:
-        q1, q2 = state.next_views()
-        out = blocked_map(layer, m, _series(layer, m, state))
+        stop = state.stop == state.at
+        q1, q2 = (None, None) if stop else state.next_views()
+        series = _series(layer, m, state)
+        out = blocked_map(layer, m, series)
+        if state.self_band and nd > 0:
+            out = _band_self_diagonal(layer, m, out, state.band, nd, series)
+        if stop:
+            raise Stop(out, nd, activation=(layer, m.q2))
         return Moments(out.nngp, out.ntk, q1, q2, out.width)
     full = state.full and nd > 0
     if not full:  # (the Hermite series' sums of squares, else 1-D expectations)
@@ -335,6 +353,17 @@ def _elementwise(layer, m: Moments, nd: int, state: _Pass) -> Moments:
     state.record(qo, nd)
     return Moments(with_diagonal(out.nngp, qo, nd), with_diagonal(out.ntk, diag.ntk, nd),
                    out.q1, out.q2, out.width, out.theta)
+
+
+def _band_self_diagonal(layer, m: Moments, out: Moments, band: Band, nd: int,
+                        series: TileSeries | None) -> Moments:
+    """A band of an input with itself after an activation: its same-position entries set to
+    the activation's diagonal map at the variances there (as ``_elementwise`` does in the self
+    pass), so that they are exactly the variances the records hold."""
+    q, t = band_diagonal(m.nngp, band, nd), band_diagonal(m.ntk, band, nd)
+    diag = diagonal_map(layer, q, t, m.width, series)
+    return Moments(set_band_diagonal(out.nngp, diag.nngp, band, nd),
+                   set_band_diagonal(out.ntk, diag.ntk, band, nd), out.q1, out.q2, out.width)
 
 
 def _series(layer, m: Moments, state: _Pass, nd: int = 0) -> TileSeries | None:
