@@ -3,8 +3,9 @@ pairs of inputs through the plan's passes (``network.spatial``), then the fully-
 
 Memory: the outputs (n1 n2 per kernel asked for) plus the work of one tile, which the tile
 size keeps within ``memory`` bytes (default ``TILE_BYTES``) and near ``TILE_ENTRIES`` entries
-(fast: in cache); ``peak_memory`` says the total
-before anything is computed, and a pair of inputs that alone exceeds the budget is refused.
+(fast: in cache); ``peak_memory`` says the total before anything is computed. A pair of inputs
+that alone exceeds the budget goes in bands of rows (full layout, ``network.banded``), or is
+refused where even those do not fit (or in the diagonal layout).
 """
 
 from __future__ import annotations

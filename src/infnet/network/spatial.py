@@ -17,7 +17,9 @@ series of a smooth activation without one, whose per-position coefficients the p
 input block and layer); the angle is computed once the spatial positions are gone, for the
 fully-connected tail.
 Memory: tiles of pairs sized so that the work of one tile stays within a budget
-(``SpatialPlan.tile_bytes``); the (n, n, P, P) array is never held.
+(``SpatialPlan.tile_bytes``); the (n, n, P, P) array is never held. Where one pair alone
+exceeds it, the passes run band by band (``network.banded``: ``_Pass.band`` the rows the first
+position holds, ``Stop`` the way out of a band).
 """
 
 from __future__ import annotations
