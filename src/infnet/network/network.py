@@ -257,8 +257,9 @@ class Network(KernelModel):
             The kernels to compute; the other field is then None and its n1 x n2 matrix is
             never allocated (memory: one output plus O(block^2)).
         memory : int, optional
-            Spatial networks: the bytes one tile of pairs may use (default 1 GiB;
-            ``peak_memory`` says the total). Inputs are then (n, C, H, W) or (n, C, L).
+            Spatial networks ((n, C, H, W) or (n, C, L) inputs): the bytes a tile of pairs may
+            use (default 1 GiB; ``peak_memory`` says the total); one pair over it goes in
+            bands of rows (``network.banded``), MemoryError where those do not fit either.
 
         Returns
         -------
@@ -274,8 +275,7 @@ class Network(KernelModel):
         TypeError
             Inputs that are not numeric, or complex.
         IllConditionedError
-            The variance maps amplify the rounding of the input variances beyond
-            ``MAX_CONDITION``.
+            The variance maps amplify the rounding of input variances past ``MAX_CONDITION``.
         KernelOverflowError
             An activation's kernel diverges or overflows at the variances reached.
         FloatingPointError
