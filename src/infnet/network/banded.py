@@ -8,12 +8,13 @@ through the layers, each keeping the rows it can map; the rows that reach the la
 the spatial part (GlobalAvgPool, Flatten) and no earlier band counted are added to its sums.
 Bands of input rows are sized so that the widest layer's band fits ``memory`` (``band_rows``).
 
-The self pass needs every position's variances at a layer before a band can go through the
-next activation (its second position is every position), so it runs in stages: stage r takes
-every band of the input with itself up to the r-th record of the self pass (a layer's output
-variances) and keeps the same-position entries of the rows each band adds; r + 1 stages for r
-records, each band pass recomputing the layers before its record (the self pass is O(n), the
-pairs O(n^2)). The pairs pass then runs once per band.
+The self pass needs every position's variances at a layer before a rectangular band can go
+through the next activation (its second position is every position). So it first takes square
+bands of the input with itself: both positions hold the band's rows, so the band holds the
+same-position entries of all its rows, and its activations read their variances off the band
+itself; each record (a layer's output variances) keeps the rows each band adds. Then, with
+every record known, one rectangular pass of the input with itself gives its sums after the
+spatial part. The pairs pass runs once per band.
 """
 
 from __future__ import annotations
@@ -23,10 +24,8 @@ from dataclasses import replace
 
 import torch
 
-from ..activations.series import TileSeries, supports_series
 from ..core.checks import byte_size
-from .bands import Band, band_diagonal
-from .covariance_maps import diagonal_map
+from .bands import Band
 from .data_covariance import band_covariance
 from .layers import Moments
 from .spatial import LIVE_TENSORS, SpatialPlan, Stop, _finish, _forward, _Pass, _walk
@@ -107,14 +106,16 @@ def _input_bands(plan: SpatialPlan, size: int, rows: int, halo: tuple[int, int])
 
 
 def _run(plan: SpatialPlan, xa: Tensor, xb: Tensor, rec_a: list, rec_b: list, held: Tensor,
-         stop: int | None, rows: slice, cols: slice) -> tuple[Stop, _Pass]:
-    """One band (input rows ``held``) of the tile (xa, xb) through the head, until it stops
-    at record ``stop`` or at the layer ending the spatial part."""
-    cov = band_covariance(xa, xb, held)
+         self_band: bool, rows: slice, cols: slice, own=None) -> tuple[Stop, _Pass]:
+    """One band (input rows ``held``) of the tile (xa, xb) through the head, to the layer
+    ending the spatial part; ``self_band``: an input with itself; ``own``: a square band of
+    it, which hands its variances to ``own`` (``_Pass.own``)."""
+    square = own is not None
+    cov = band_covariance(xa, xb, held, square)
     unread = cov.new_full((), math.nan)  # (never read: the first layer is linear)
     m = Moments(cov, torch.zeros_like(cov), unread, unread, xa.shape[1], unread)
-    state = _Pass(True, rec_a, rows, cols, rec_b, band=Band(held, xa.shape[2]), stop=stop,
-                  self_band=stop is not None)
+    state = _Pass(True, rec_a, rows, cols, rec_b, band=Band(held, xa.shape[2], square=square),
+                  self_band=self_band or square, own=own)
     try:
         _forward(plan.head, m, tuple(xa.shape[2:]), state)
     except Stop as out:
@@ -141,12 +142,12 @@ class _Counted:
         return self.done is not None and bool(self.done.all())
 
 
-def _end_sums(plan, x_a, x_b, rec_a, rec_b, rows_cols, bands, stop):
+def _end_sums(plan, x_a, x_b, rec_a, rec_b, rows_cols, bands, self_band):
     """The layer ending the spatial part summed over the bands: (NNGP, NTK, width, the index
     of its record)."""
     counted, total = _Counted(), None
     for held in bands:
-        out, state = _run(plan, x_a, x_b, rec_a, rec_b, held, stop, *rows_cols)
+        out, state = _run(plan, x_a, x_b, rec_a, rec_b, held, self_band, *rows_cols)
         if out.empty:
             continue
         if out.end is None:
@@ -167,45 +168,40 @@ def _end_sums(plan, x_a, x_b, rec_a, rec_b, rows_cols, bands, stop):
     return (*total, at)
 
 
+class _Records:
+    """The records of an input's self pass, gathered from square bands: each band hands the
+    variances of its rows at every record (``_Pass.own``), and the rows no band gave before
+    are kept."""
+
+    def __init__(self):
+        self.points = {}
+
+    def add(self, at: int, q: Tensor, band: Band, nd: int) -> None:
+        if at not in self.points:
+            self.points[at] = (q.new_zeros(1, band.size, *q.shape[3:]), nd, _Counted())
+        value, _, counted = self.points[at]
+        fresh = counted.new(band)
+        value[0, band.rows[fresh].to(q.device)] = q[0, 0, fresh.to(q.device)]
+
+    def records(self) -> list:
+        if sorted(self.points) != list(range(len(self.points))) or not all(
+                counted.complete() for _, _, counted in self.points.values()):
+            raise RuntimeError("the bands missed rows of a layer (an internal error)")
+        return [self.points[at][:2] for at in range(len(self.points))]
+
+
 def self_pass(plan: SpatialPlan, x: Tensor, rows: int, halo: tuple[int, int]
               ) -> tuple[Moments, list]:
     """One input (1, C, *S) with itself, in bands (module docstring): the flat moments after
     the head and the records of its layers, as ``SpatialPlan.self_pass``."""
-    records, one = [], slice(0, 1)
-    while True:
-        stage, counted, value = len(records), _Counted(), None
-        last = False
-        for held in _input_bands(plan, x.shape[2], rows, halo):
-            out, state = _run(plan, x, x, records, records, held, stage, one, one)
-            if out.empty:
-                continue
-            if out.end is not None:  # the last stage: the sums after the spatial part
-                last = True
-                break
-            band, nd, tile = state.band, out.nd, out.moments.nngp
-            if out.activation is not None:  # its diagonal map of the variances before it
-                layer, q = out.activation
-                q = q.reshape(1, *tile.shape[tile.ndim - nd:])
-                series = TileSeries(layer.act, q, q) if supports_series(layer.act) else None
-                value = diagonal_map(layer, q, torch.zeros_like(q), None, series).nngp
-                del out, state, tile
-                break
-            fresh = counted.new(band)
-            if value is None:
-                value = tile.new_zeros(1, *tile.shape[tile.ndim - nd:])
-            value[0, band.rows[fresh].to(tile.device)] = band_diagonal(tile, band, nd, fresh)[0, 0]
-            del out, state, tile  # (the band's tiles: freed before the next band)
-            if counted.complete():
-                break
-        if last:
-            del out, state
-            nngp, ntk, width, _ = _end_sums(plan, x, x, records, records, (one, one),
-                                            _input_bands(plan, x.shape[2], rows, halo), stage)
-            m = _finish(nngp.reshape(1), ntk.reshape(1), width, 0, _Pass(True, records))
-            return m, records
-        if value is None or (not counted.complete() and counted.done is not None):
-            raise RuntimeError("the bands missed rows of a layer (an internal error)")
-        records.append((value, nd))
+    one, found = slice(0, 1), _Records()
+    for held in _input_bands(plan, x.shape[2], rows, halo):
+        out, state = _run(plan, x, x, [], [], held, True, one, one, own=found.add)
+        del out, state  # (the band's tiles: freed before the next band)
+    records = found.records()
+    nngp, ntk, width, _ = _end_sums(plan, x, x, records, records, (one, one),
+                                    _input_bands(plan, x.shape[2], rows, halo), True)
+    return _finish(nngp.reshape(1), ntk.reshape(1), width, 0, _Pass(True, records)), records
 
 
 def pairs_pass(plan: SpatialPlan, xa: Tensor, xb: Tensor, rec_a: list, rec_b: list,
@@ -213,7 +209,7 @@ def pairs_pass(plan: SpatialPlan, xa: Tensor, xb: Tensor, rec_a: list, rec_b: li
     """The tile of pairs (xa[i], xb[j]) in bands of ``band`` = (rows, halo): the flat moments
     after the head, as ``SpatialPlan.pairs_pass``."""
     nngp, ntk, width, at = _end_sums(plan, xa, xb, rec_a, rec_b, (rows, cols),
-                                     _input_bands(plan, xa.shape[2], *band), None)
+                                     _input_bands(plan, xa.shape[2], *band), False)
     state = _Pass(True, rec_a, rows, cols, rec_b)
     state.at = at
     return _finish(nngp, ntk, width, 0, state)

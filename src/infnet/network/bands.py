@@ -30,12 +30,15 @@ AXIS = 2
 @dataclass(frozen=True)
 class Band:
     """The rows held (``rows``, increasing global indices of the first spatial axis, whose
-    full length is ``size``), and the local indices of the rows a band adds to the end
-    layer's sums (``count``; None: all)."""
+    full length is ``size``), the local indices of the rows a band adds to the end layer's
+    sums (``count``; None: all), and whether the second position holds the same rows
+    (``square``: an input with itself, whose same-position entries are then all in the band)
+    rather than every row."""
 
     rows: Tensor
     size: int
     count: Tensor | None = None
+    square: bool = False
 
     def through(self, w: Window) -> BandStep:
         """The rows after the window w (a filter or pooling window along the banded axis):
@@ -66,7 +69,7 @@ class Band:
                 terms.append((_as_slice(use.nonzero().flatten()), _as_slice(local[pos[ok][use]])))
             else:
                 terms.append(None)
-        return BandStep(Band(kept, w.out), terms, self)
+        return BandStep(Band(kept, w.out, square=self.square), terms, self)
 
     def gathered(self, rows: Tensor) -> Tensor:
         """The local indices of the global ``rows`` (all held)."""
@@ -106,12 +109,14 @@ def rows_of(t: Tensor, band: Band, ax: int = AXIS) -> Tensor:
     return t.index_select(ax, band.rows.to(t.device))
 
 
-def narrowed(t: Tensor, band: Band, rows: Tensor, ax: int = AXIS) -> Tensor:
+def narrowed(t: Tensor, band: Band, rows: Tensor, nd: int) -> Tensor:
     """A banded tensor kept at the global ``rows`` only (a branch's output brought to the rows
-    every branch has)."""
+    every branch has; square bands on both positions)."""
     if len(rows) == len(band.rows):
         return t
-    return t.index_select(ax, band.gathered(rows).to(t.device))
+    local = band.gathered(rows).to(t.device)
+    t = t.index_select(AXIS, local)
+    return t.index_select(AXIS + nd, local) if band.square else t
 
 
 def common(bands: list[Band]) -> Band:
@@ -122,12 +127,18 @@ def common(bands: list[Band]) -> Band:
     return replace(bands[0], rows=held, count=None)
 
 
+def _second(band: Band, local: Tensor) -> Tensor:
+    """The index, on the second position's first axis, of the rows ``local`` of the first:
+    their global rows, or (square bands) the same local rows."""
+    return local if band.square else band.rows[local]
+
+
 def band_diagonal(t: Tensor, band: Band, nd: int, count: Tensor | None = None) -> Tensor:
     """The same-position entries (a, b, r, *S[1:]) of a banded full-layout tile (a, b, r,
-    *S[1:], *S) at its local rows ``count`` (default all): row i of the first position with
-    row rows[i] of the second."""
+    *S[1:], *S or r, *S[1:]) at its local rows ``count`` (default all): row i of the first
+    position with row rows[i] of the second (square bands: row i)."""
     local = torch.arange(len(band.rows)) if count is None else count
-    t = t.index_select(AXIS + nd, band.rows[local].to(t.device))  # (a, b, r0, *S1, r, *S1)
+    t = t.index_select(AXIS + nd, _second(band, local).to(t.device))  # (a, b, r0, *S1, r, *S1)
     if count is not None and len(count) < len(band.rows):
         t = t.index_select(AXIS, local.to(t.device))
     r = len(local)
@@ -145,9 +156,10 @@ def set_band_diagonal(t: Tensor, v: Tensor, band: Band, nd: int) -> Tensor:
     rest = tuple(t.shape[AXIS + 1:AXIS + nd])
     q = _prod(rest)
     lead = t.shape[:AXIS]
-    # entry (i, u) of the first position meets (rows[i], u) of the second
+    # entry (i, u) of the first position meets (rows[i], u) of the second (square: (i, u))
     flat = t.view(*lead, r * q, t.shape[AXIS + nd] * q)
-    cols = (band.rows.to(t.device)[:, None] * q + torch.arange(q, device=t.device)).flatten()
+    second = _second(band, torch.arange(r)).to(t.device)
+    cols = (second[:, None] * q + torch.arange(q, device=t.device)).flatten()
     flat[..., torch.arange(r * q, device=t.device), cols] = v.reshape(*lead, r * q)
     return t
 
@@ -157,7 +169,8 @@ def embed_band_diagonal(v: Tensor, band: Band, shape: tuple[int, ...]) -> Tensor
     elsewhere (``shape`` the full spatial shape)."""
     nd = len(shape)
     lead = v.shape[:AXIS]
-    out = v.new_zeros(*lead, len(band.rows), *shape[1:], *shape)
+    second = (len(band.rows), *shape[1:]) if band.square else shape
+    out = v.new_zeros(*lead, len(band.rows), *shape[1:], *second)
     return set_band_diagonal(out, v, band, nd)
 
 

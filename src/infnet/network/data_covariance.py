@@ -50,11 +50,14 @@ def _same_positions(a: Tensor, b: Tensor, axis: int) -> Tensor:
     return out
 
 
-def band_covariance(xa: Tensor, xb: Tensor, rows: Tensor) -> Tensor:
+def band_covariance(xa: Tensor, xb: Tensor, rows: Tensor, square: bool = False) -> Tensor:
     """The full-layout covariances (a, b, r, *S[1:], *S) of the rows ``rows`` of the first
-    spatial axis of xa's inputs with every position of xb's."""
-    c, spatial = xa.shape[1], tuple(xa.shape[2:])
+    spatial axis of xa's inputs with every position of xb's (``square``: with the same rows
+    of xb's, (a, b, r, *S[1:], r, *S[1:]))."""
+    c = xa.shape[1]
     part = xa.index_select(2, rows.to(xa.device))
+    if square:
+        xb = xb.index_select(2, rows.to(xb.device))
     fa, fb = part.reshape(part.shape[0], c, -1), xb.reshape(xb.shape[0], c, -1)
     cov = torch.einsum("acp,bcr->abpr", fa, fb).div_(c)
-    return cov.reshape(fa.shape[0], fb.shape[0], len(rows), *spatial[1:], *spatial)
+    return cov.reshape(fa.shape[0], fb.shape[0], *part.shape[2:], *xb.shape[2:])

@@ -75,13 +75,15 @@ def window_sum(t: Tensor, axes: tuple[int, ...], w: Window, band=None) -> Tensor
     """sum_d t[s i + d - pad_lo] on every axis of ``axes`` with one offset d for all of them
     (a convolution's pair of positions; one axis: a box filter), out-of-range positions zero
     (SAME) or wrapped (CIRCULAR). The axes become ``w.out`` long. ``band`` (a
-    ``bands.BandStep``): axes[0] holds only some rows, and keeps those the step gives."""
+    ``bands.BandStep``): axes[0] holds only some rows, and keeps those the step gives (both
+    axes of a pair for a square band)."""
     shape = list(t.shape)
     for ax in axes:
         shape[ax] = w.out
-    whole = axes if band is None else axes[1:]
-    if band is not None:
-        shape[axes[0]] = len(band.band.rows)
+    banded = () if band is None else axes[:2] if band.source.square else axes[:1]
+    whole = axes[len(banded):]
+    for ax in banded:
+        shape[ax] = len(band.band.rows)
     s = w.stride
     # the offset that covers all
     first = w.pad_lo if band is None and s == 1 and w.out == w.size else None
@@ -93,35 +95,47 @@ def window_sum(t: Tensor, axes: tuple[int, ...], w: Window, band=None) -> Tensor
         if d == first:
             continue
         off = d - w.pad_lo
-        term, rows = t, None
-        if band is not None:
-            got = _band_terms(t, axes[0], band, d)
+        term, dst, adds = t, [slice(None)] * t.ndim, []
+        for ax in banded:
+            got = _band_terms(term, ax, band, d)
             if got is None:
-                continue
+                break
             term, rows = got
-        dst = [slice(None)] * t.ndim
-        if w.padding == "CIRCULAR":
-            idx = (s * torch.arange(w.out, device=t.device) + off) % w.size
-            for ax in whole:
-                term = term.index_select(ax, idx)
-        elif whole:
-            lo = max(0, -(off // s))  # the first i with s i + off >= 0
-            hi = min(w.out - 1, (w.size - 1 - off) // s)
-            if lo > hi:
-                continue
-            src = [slice(None)] * t.ndim
-            for ax in whole:
-                src[ax] = slice(s * lo + off, s * hi + off + 1, s)
-                dst[ax] = slice(lo, hi + 1)
-            term = term[tuple(src)]
-        if isinstance(rows, slice):
-            dst[axes[0]] = rows
-            rows = None
-        if rows is None:
-            out[tuple(dst)] += term
+            if isinstance(rows, slice):
+                dst[ax] = rows
+            else:
+                adds.append((ax, rows))
         else:
-            out[tuple(dst)].index_add_(axes[0], rows, term)
+            if w.padding == "CIRCULAR":
+                idx = (s * torch.arange(w.out, device=t.device) + off) % w.size
+                for ax in whole:
+                    term = term.index_select(ax, idx)
+            elif whole:
+                lo = max(0, -(off // s))  # the first i with s i + off >= 0
+                hi = min(w.out - 1, (w.size - 1 - off) // s)
+                if lo > hi:
+                    continue
+                src = [slice(None)] * t.ndim
+                for ax in whole:
+                    src[ax] = slice(s * lo + off, s * hi + off + 1, s)
+                    dst[ax] = slice(lo, hi + 1)
+                term = term[tuple(src)]
+            _add(out[tuple(dst)], term, adds)
     return out
+
+
+def _add(view: Tensor, term: Tensor, adds: list) -> None:
+    """view += term, with the axes of ``adds`` (axis, rows) scattered to those rows."""
+    if not adds:
+        view += term
+        return
+    (ax, rows), *rest = adds
+    if rest:  # (two scattered axes: the second into a zero slab first)
+        slab = view.new_zeros(*(len(rows) if i == view.ndim + ax or i == ax else n
+                                for i, n in enumerate(view.shape)))
+        _add(slab, term, rest)
+        term = slab
+    view.index_add_(ax, rows, term)
 
 
 def _band_terms(t: Tensor, ax: int, step, d: int):
@@ -160,7 +174,8 @@ def pool_sum(t: Tensor, wins: tuple[Window, ...], band=None) -> Tensor:
     n = len(wins)
     for i, w in enumerate(wins):
         for ax in (i - 2 * n, i - n):
-            t = window_sum(t, (ax,), w, band if ax == -2 * n else None)
+            banded = band is not None and (ax == -2 * n or (ax == -n and band.source.square))
+            t = window_sum(t, (ax,), w, band if banded else None)
     return t / math.prod(w.k for w in wins) ** 2
 
 

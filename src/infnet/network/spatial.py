@@ -92,12 +92,14 @@ class _Pass:
     #: the series cache's names of the inputs: (input set, first input) of this pass's rows
     #: and columns (the self pass: its one block)
     tags: tuple = ((0, 0), (0, 0))
-    #: a banded pass (``network.bands``): the rows the first position holds now, the record
-    #: at which to stop (``Stop``), and whether the pair is an input with itself (its
-    #: same-position entries then take the activations' diagonal maps, as in the self pass)
+    #: a banded pass (``network.bands``): the rows the first position holds now, and whether
+    #: the pair is an input with itself (its same-position entries then take the activations'
+    #: diagonal maps, as in the self pass)
     band: Band | None = None
-    stop: int | None = None
     self_band: bool = False
+    #: a square band of an input with itself: the variances come from its own same-position
+    #: entries, each handed to ``own(index of the record, variances, band, nd)``
+    own: object = None
 
     @property
     def pairs(self) -> bool:
@@ -106,7 +108,15 @@ class _Pass:
     def record(self, q: Tensor, nd: int) -> None:
         self.records.append((q, nd))
 
-    def next_views(self) -> tuple[Tensor, Tensor]:
+    def next_views(self, tile: Tensor | None = None, nd: int = 0) -> tuple[Tensor, Tensor]:
+        """The variances of both sides at the next record, as views of a tile (a square band:
+        read off the tile itself)."""
+        if self.own is not None:
+            q = band_diagonal(tile, self.band, nd)  # (a, b, r, *S[1:])
+            self.own(self.at, q, self.band, nd)
+            self.at += 1
+            ones, rows = (1,) * nd, q.shape[2:]
+            return q.reshape(*q.shape[:2], *rows, *ones), q.reshape(*q.shape[:2], *ones, *rows)
         (qa, nd), (qb, _) = self.records[self.at], self.other[self.at]
         self.at += 1
         full = self.full and nd > 0
@@ -135,20 +145,16 @@ class _Pass:
 
 
 class Stop(Exception):  # noqa: N818  (not an error: a banded pass's way out)
-    """A banded pass stops (``network.banded``): at the record ``_Pass.stop`` with the tile
-    after that layer (``moments``, ``nd`` spatial dimensions; after an activation,
-    ``activation`` is the layer and its input variances at every position), or at the layer
-    that ends the spatial part (``end``: the layer and its input shape; ``moments`` its
-    input; None where the band kept no row)."""
+    """A banded pass ends (``network.banded``) at the layer that ends the spatial part:
+    ``moments`` its input, ``end`` the layer and its input shape; or earlier, where the band
+    kept no row (``empty``: it adds nothing)."""
 
-    def __init__(self, moments: Moments | None, nd: int, end: tuple | None = None,
-                 activation: tuple | None = None):
+    def __init__(self, moments: Moments | None, end: tuple | None = None):
         super().__init__("a banded pass stopped")
-        self.moments, self.nd, self.end, self.activation = moments, nd, end, activation
+        self.moments, self.end = moments, end
 
     @property
     def empty(self) -> bool:
-        """The band kept no row (it adds nothing)."""
         return self.moments is None
 
 
@@ -262,9 +268,7 @@ def _finish(nngp: Tensor, ntk: Tensor, width, nd: int, state: _Pass) -> Moments:
     dimensions left: the record of the output variances, and the angle recomputed."""
     full = state.full and nd > 0
     if state.pairs:
-        if state.stop == state.at:
-            raise Stop(Moments(nngp, ntk, None, None, width), nd)
-        q1, q2 = state.next_views()
+        q1, q2 = state.next_views(nngp, nd)
     elif not full:  # each input with itself, same positions: the moments are the variances
         state.record(nngp, nd)
         return Moments(nngp, ntk, nngp, nngp, width)
@@ -292,8 +296,9 @@ def _forward(layers, m: Moments, shape: tuple[int, ...], state: _Pass
             if start is not None:  # (banded: the rows every branch has)
                 state.band = common(bands)
                 if not len(state.band.rows):
-                    raise Stop(None, len(shape))
-                outs = [Moments(*(narrowed(t, b, state.band.rows) for t in (o.nngp, o.ntk)),
+                    raise Stop(None)
+                outs = [Moments(*(narrowed(t, b, state.band.rows, len(end))
+                                  for t in (o.nngp, o.ntk)),
                                 None, None, o.width) for o, b in zip(outs, bands, strict=True)]
             nngp = sum(w * w * o.nngp for (_, w), o in zip(parts, outs, strict=True))
             ntk = sum(w * w * o.ntk for (_, w), o in zip(parts, outs, strict=True))
@@ -304,10 +309,10 @@ def _forward(layers, m: Moments, shape: tuple[int, ...], state: _Pass
             m = _finish(nngp, ntk, width, len(shape), state)
         elif layer.spatial and state.band is not None:
             if layer.ends_spatial:
-                raise Stop(m, len(shape), (layer, shape))
+                raise Stop(m, (layer, shape))
             step = state.band.through(layer.first_window(shape))
             if not len(step.band.rows):
-                raise Stop(None, len(shape))
+                raise Stop(None)
             nngp, ntk, width = layer.map_spatial(m.nngp, m.ntk, m.width, shape, state.full,
                                                  band=step)
             state.band = step.band
@@ -328,14 +333,14 @@ def _elementwise(layer, m: Moments, nd: int, state: _Pass) -> Moments:
     are recorded and written on the same-position entries (full layout) so that they stay
     exactly the variances."""
     if state.pairs:
-        stop = state.stop == state.at
-        q1, q2 = (None, None) if stop else state.next_views()
+        own = state.own is not None  # (a square band: the variances after the map)
+        q1, q2 = (None, None) if own else state.next_views()
         series = _series(layer, m, state)
         out = blocked_map(layer, m, series)
         if state.self_band and nd > 0:
             out = _band_self_diagonal(layer, m, out, state.band, nd, series)
-        if stop:
-            raise Stop(out, nd, activation=(layer, m.q2))
+        if own:
+            q1, q2 = state.next_views(out.nngp, nd)
         return Moments(out.nngp, out.ntk, q1, q2, out.width)
     full = state.full and nd > 0
     if not full:  # (the Hermite series' sums of squares, else 1-D expectations)
