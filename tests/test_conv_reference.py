@@ -437,7 +437,7 @@ FULL_LAYOUT = sorted(name for name, (spec, _) in ARCHITECTURES.items()
 def test_bands_of_rows_match_the_reference(name):
     """memory= below one pair's covariance of pairs of positions: the kernel goes in bands of
     rows (``network.banded``: the first position of a pair holds a band of input rows widened
-    by the network's reach; the self pass in stages), here at the smallest bands (one input
+    by the network's reach; the self pass in square bands), here at the smallest bands (one input
     row each) on images tall enough for several bands; against the reference to 1e-12."""
     from infnet.network import banded
 
