@@ -30,6 +30,7 @@ from hypothesis import strategies as st
 from torch.func import jacrev
 
 import infnet
+from infnet.activations.series import TOLERANCE
 
 F64 = torch.float64
 
@@ -526,7 +527,7 @@ def _net_and_inputs(act, depth, w_std, b_std, seed, n, equal_norm, d=5, n2=3):
     return net, x, x2
 
 
-def _check_properties(net, x, x2):
+def _check_properties(net, x, x2, block_tol=1e-13):
     k = net.kernel(x)
     for what, m in (("NNGP", k.nngp), ("NTK", k.ntk)):
         scale = float(m.abs().max())
@@ -540,7 +541,7 @@ def _check_properties(net, x, x2):
     k12_7 = net.kernel(x, x2, block=2)
     for what, a, b in (("NNGP", k7.nngp, k.nngp), ("NTK", k7.ntk, k.ntk),
                        ("NNGP x1 x2", k12_7.nngp, k12.nngp), ("NTK x1 x2", k12_7.ntk, k12.ntk)):
-        assert rel_err(a, b) <= 1e-13, f"{what}: block size changes the result"
+        assert rel_err(a, b) <= block_tol, f"{what}: block size changes the result"
 
 
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -556,8 +557,12 @@ def test_properties_closed_form(act, depth, w_std, b_std, seed, n, equal_norm):
        w_std=st.floats(0.5, 2.0), b_std=st.one_of(st.just(0.0), st.floats(1e-6, 0.5)),
        seed=st.integers(0, 2**31 - 1), equal_norm=st.booleans())
 def test_properties_numerical(act, depth, w_std, b_std, seed, equal_norm):
-    # each pair costs a 2-D quadrature per layer on the layer-by-layer path: keep it small
-    _check_properties(*_net_and_inputs(act, depth, w_std, b_std, seed, 8, equal_norm, n2=2))
+    # each pair costs a 2-D quadrature per layer on the layer-by-layer path: keep it small.
+    # A tile's Hermite series is truncated at the degree its worst position needs, within the
+    # series' TOLERANCE (1e-12), so tiles of other sizes may differ by up to that (found by
+    # hypothesis: tanh, seed 40, an entry off by 2.5e-13 at block=7, 5e-15 at the default)
+    _check_properties(*_net_and_inputs(act, depth, w_std, b_std, seed, 8, equal_norm, n2=2),
+                      block_tol=TOLERANCE)
 
 
 # =============================================================================================
