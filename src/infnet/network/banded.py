@@ -115,7 +115,7 @@ def _run(plan: SpatialPlan, xa: Tensor, xb: Tensor, rec_a: list, rec_b: list, he
     unread = cov.new_full((), math.nan)  # (never read: the first layer is linear)
     m = Moments(cov, torch.zeros_like(cov), unread, unread, xa.shape[1], unread)
     state = _Pass(True, rec_a, rows, cols, rec_b, band=Band(held, xa.shape[2], square=square),
-                  self_band=self_band or square, own=own)
+                  self_band=self_band, own=own)
     try:
         _forward(plan.head, m, tuple(xa.shape[2:]), state)
     except Stop as out:
@@ -150,8 +150,6 @@ def _end_sums(plan, x_a, x_b, rec_a, rec_b, rows_cols, bands, self_band):
         out, state = _run(plan, x_a, x_b, rec_a, rec_b, held, self_band, *rows_cols)
         if out.empty:
             continue
-        if out.end is None:
-            raise RuntimeError("a banded pass stopped before the end (an internal error)")
         (layer, shape), band, m = out.end, state.band, None
         fresh = counted.new(band)
         if len(fresh):

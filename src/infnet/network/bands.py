@@ -45,10 +45,8 @@ class Band:
         those whose input rows are all held, and for each offset of the window the (output,
         input) local indices of the terms that are not padding."""
         out = torch.arange(w.out)
-        held = torch.zeros(w.size + 1, dtype=torch.bool)
-        held[self.rows] = True
-        local = torch.full((w.size,), -1, dtype=torch.long)
-        local[self.rows] = torch.arange(len(self.rows))
+        local = self._local()
+        held = local >= 0
         ok = torch.ones(w.out, dtype=torch.bool)
         positions = []
         for d in range(w.k):
@@ -71,11 +69,15 @@ class Band:
                 terms.append(None)
         return BandStep(Band(kept, w.out, square=self.square), terms, self)
 
-    def gathered(self, rows: Tensor) -> Tensor:
-        """The local indices of the global ``rows`` (all held)."""
+    def _local(self) -> Tensor:
+        """Each global row's local index, -1 where it is not held."""
         local = torch.full((self.size,), -1, dtype=torch.long)
         local[self.rows] = torch.arange(len(self.rows))
-        idx = local[rows]
+        return local
+
+    def gathered(self, rows: Tensor) -> Tensor:
+        """The local indices of the global ``rows`` (all held)."""
+        idx = self._local()[rows]
         if bool((idx < 0).any()):
             raise RuntimeError("a band lacks rows it was asked for (an internal error)")
         return idx
